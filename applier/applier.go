@@ -1,0 +1,534 @@
+package applier
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+)
+
+// Config configures an Applier.
+type Config struct {
+	// Engine is the storage the state machine lives in. The Applier does
+	// not close it.
+	Engine Engine
+	// Logger is used for rare events (open, compaction). nil: no logging.
+	Logger *zap.Logger
+	// ApplyConfChange applies a committed conf change to raft (called on
+	// the apply goroutine, in order) and returns the resulting ConfState,
+	// which the applier stores atomically with the applied index. nil, or
+	// a nil result, leaves the ConfState unchanged.
+	ApplyConfChange func(cc raftpb.ConfChangeI) *raftpb.ConfState
+	// Notify is called for every request of a normal entry (by
+	// InternalRaftRequest.ID), in order, after the engine batch holding it
+	// has been committed, so reads already see it. It is called on the
+	// apply goroutine and should not block.
+	Notify func(id uint64, res Result)
+	// LeaseExists reports whether a lease exists, for Put's lease check.
+	// nil: no lease exists (every Put with a lease fails with
+	// ErrGRPCLeaseNotFound). It must be deterministic in the applied state.
+	LeaseExists func(id int64) bool
+	// CompactionChunk bounds the history versions one physical compaction
+	// step examines while it holds up writers. 0: 1024.
+	CompactionChunk int
+}
+
+// Result is the outcome of one applied request.
+type Result struct {
+	// Resp is *pb.PutResponse, *pb.DeleteRangeResponse, *pb.TxnResponse,
+	// *pb.CompactionResponse or *pb.RangeResponse (for a Range proposed
+	// through raft); its header carries only the revision.
+	Resp proto.Message
+	// Err is a deterministic rejection: an rpctypes.ErrGRPC* value, or
+	// ErrUnsupportedRequest.
+	Err error
+}
+
+// AppliedState is the raft position the state machine reflects.
+type AppliedState struct {
+	Index, Term uint64
+	// ConfState is the membership as of Index; the caller owns it. nil
+	// until a conf change has been applied.
+	ConfState *raftpb.ConfState
+}
+
+// Applier is the replicated state machine. Apply is called by one
+// goroutine (the apply stage); every other method may be called
+// concurrently with it and with each other.
+type Applier struct {
+	cfg   Config
+	lg    *zap.Logger
+	eng   Engine
+	chunk int
+
+	// writeMu serializes the engine's write batches: Apply's and the
+	// physical compactor's.
+	writeMu sync.Mutex
+	// st is the state as of the last committed batch.
+	// REQUIRES: writeMu (to read it on the apply path, to write it).
+	st applyState
+	// kbuf and vbuf are Apply's scratch buffers. REQUIRES: writeMu.
+	kbuf, vbuf []byte
+
+	mu struct {
+		sync.Mutex
+		// applied mirrors st for concurrent readers.
+		applied AppliedState
+		rev     int64
+		// compacted is the logical compacted revision.
+		compacted int64
+		// physical is the revision through which old versions have been
+		// physically removed (see compact.go).
+		physical int64
+		// changed is closed and replaced whenever the above change.
+		changed chan struct{}
+		closed  bool
+	}
+
+	compactor compactor
+}
+
+// applyState is the state machine's position, stored in the meta keys in
+// the same batch as the state it describes.
+type applyState struct {
+	index, term uint64
+	confState   *raftpb.ConfState
+	// rev is the current revision; compacted the logical compacted
+	// revision (-1 until the first compaction, as in etcd).
+	rev, compacted int64
+	phys           compactorState
+}
+
+// New opens the state machine in cfg.Engine, initialising an empty engine
+// to revision 1 at applied index 0.
+func New(cfg Config) (*Applier, error) {
+	if cfg.Engine == nil {
+		return nil, errors.New("applier: Config.Engine is required")
+	}
+	a := &Applier{cfg: cfg, lg: cfg.Logger, eng: cfg.Engine, chunk: cfg.CompactionChunk}
+	if a.lg == nil {
+		a.lg = zap.NewNop()
+	}
+	if a.chunk <= 0 {
+		a.chunk = 1024
+	}
+	snap := a.eng.NewSnapshot()
+	st, found, err := loadState(snap)
+	snap.Close()
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		st = applyState{rev: 1, compacted: -1}
+		b := a.eng.NewBatch()
+		err := writeState(b, &st, true)
+		if err == nil {
+			err = b.Commit()
+		}
+		b.Close()
+		if err != nil {
+			return nil, fmt.Errorf("applier: initialise engine: %w", err)
+		}
+	}
+	a.st = st
+	a.mu.changed = make(chan struct{})
+	a.publishLocked(&st)
+	a.lg.Info("opened state machine",
+		zap.Uint64("applied-index", st.index), zap.Uint64("applied-term", st.term),
+		zap.Int64("revision", st.rev), zap.Int64("compacted-revision", st.compacted),
+		zap.Int64("physically-compacted-revision", st.phys.done))
+	a.compactor.start(a)
+	return a, nil
+}
+
+// publishLocked makes st visible to the concurrent readers. REQUIRES: a.mu
+// (or no concurrent access, in New).
+func (a *Applier) publishLocked(st *applyState) {
+	a.mu.applied = AppliedState{Index: st.index, Term: st.term, ConfState: st.confState}
+	a.mu.rev, a.mu.compacted, a.mu.physical = st.rev, st.compacted, st.phys.done
+	close(a.mu.changed)
+	a.mu.changed = make(chan struct{})
+}
+
+func (a *Applier) publish(st *applyState) {
+	a.mu.Lock()
+	a.publishLocked(st)
+	a.mu.Unlock()
+}
+
+type notification struct {
+	id  uint64
+	res Result
+}
+
+// Apply applies committed entries, in index order, in one engine batch that
+// also records the new applied index, term and ConfState. Entries at or
+// below the applied index are skipped (a replay after restart may overlap
+// what the engine already holds). Once the batch is committed, Notify is
+// called for every request applied.
+//
+// A request that fails etcd's checks is answered with its error and changes
+// nothing; it is not an error of Apply. Apply fails only when the engine
+// fails, an entry is corrupt (ErrCorruptEntry) or entries are missing
+// (ErrIndexGap); the member must then stop, because its state machine
+// could diverge from the others'. A failed Apply commits nothing.
+func (a *Applier) Apply(ents []*raftpb.Entry) error {
+	a.writeMu.Lock()
+	notes, err := a.applyLocked(ents)
+	a.writeMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if a.cfg.Notify != nil {
+		for _, n := range notes {
+			a.cfg.Notify(n.id, n.res)
+		}
+	}
+	return nil
+}
+
+func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
+	a.mu.Lock()
+	closed := a.mu.closed
+	a.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	st := a.st
+	confChanged := false
+	b := a.eng.NewBatch()
+	defer b.Close()
+	var notes []notification
+	for _, e := range ents {
+		idx := e.GetIndex()
+		if idx <= st.index {
+			continue
+		}
+		if idx != st.index+1 {
+			return nil, fmt.Errorf("%w: entry %d, applied %d", ErrIndexGap, idx, st.index)
+		}
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			reqs, err := DecodeEntry(e.GetData())
+			if err != nil {
+				return nil, fmt.Errorf("entry %d: %w", idx, err)
+			}
+			for _, r := range reqs {
+				res, err := a.applyRequest(b, &st, r)
+				if err != nil {
+					return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
+				}
+				notes = append(notes, notification{id: r.GetID(), res: res})
+			}
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			cc, err := decodeConfChange(e)
+			if err != nil {
+				return nil, fmt.Errorf("entry %d: %w", idx, err)
+			}
+			if a.cfg.ApplyConfChange != nil {
+				if cs := a.cfg.ApplyConfChange(cc); cs != nil {
+					st.confState = proto.Clone(cs).(*raftpb.ConfState)
+					confChanged = true
+				}
+			}
+		default:
+			return nil, fmt.Errorf("%w: entry %d has unknown type %d", ErrCorruptEntry, idx, e.GetType())
+		}
+		st.index, st.term = idx, e.GetTerm()
+	}
+	if st.index == a.st.index {
+		return nil, nil
+	}
+	if err := writeState(b, &st, confChanged); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(); err != nil {
+		return nil, fmt.Errorf("applier: commit: %w", err)
+	}
+	a.st = st
+	a.publish(&st)
+	if st.compacted > st.phys.done {
+		a.compactor.kick()
+	}
+	return notes, nil
+}
+
+func decodeConfChange(e *raftpb.Entry) (raftpb.ConfChangeI, error) {
+	var cc interface {
+		proto.Message
+		raftpb.ConfChangeI
+	}
+	if e.GetType() == raftpb.EntryConfChange {
+		cc = &raftpb.ConfChange{}
+	} else {
+		cc = &raftpb.ConfChangeV2{}
+	}
+	if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+		return nil, fmt.Errorf("%w: conf change: %v", ErrCorruptEntry, err)
+	}
+	return cc, nil
+}
+
+// rejections are the errors a request may be answered with. Any other
+// error while applying is a storage failure.
+var rejections = map[error]bool{
+	rpctypes.ErrGRPCEmptyKey:          true,
+	rpctypes.ErrGRPCKeyNotFound:       true,
+	rpctypes.ErrGRPCValueProvided:     true,
+	rpctypes.ErrGRPCLeaseProvided:     true,
+	rpctypes.ErrGRPCTooManyOps:        true,
+	rpctypes.ErrGRPCDuplicateKey:      true,
+	rpctypes.ErrGRPCInvalidSortOption: true,
+	rpctypes.ErrGRPCCompacted:         true,
+	rpctypes.ErrGRPCFutureRev:         true,
+	rpctypes.ErrGRPCLeaseNotFound:     true,
+	ErrUnsupportedRequest:             true,
+}
+
+// applyRequest applies one request to the batch and advances st.
+func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftRequest) (Result, error) {
+	t := &txnCtx{
+		r: b, w: b, beginRev: st.rev, compacted: st.compacted,
+		leaseExists: a.cfg.LeaseExists, kbuf: a.kbuf, vbuf: a.vbuf,
+	}
+	var (
+		resp proto.Message
+		err  error
+	)
+	switch {
+	case r.Put != nil:
+		if err = CheckPutRequest(r.Put); err == nil {
+			if err = t.checkPut(r.Put); err == nil {
+				resp, err = t.put(r.Put)
+			}
+		}
+	case r.DeleteRange != nil:
+		if err = CheckDeleteRangeRequest(r.DeleteRange); err == nil {
+			resp, err = t.deleteRange(r.DeleteRange)
+		}
+	case r.Txn != nil:
+		if err = CheckTxnRequest(r.Txn, math.MaxInt); err == nil {
+			resp, err = t.txn(r.Txn)
+		}
+	case r.Compaction != nil:
+		resp, err = compactLogical(st, r.Compaction)
+	case r.Range != nil:
+		if err = CheckRangeRequest(r.Range); err == nil {
+			resp, err = t.rangeOp(r.Range)
+		}
+	default:
+		err = ErrUnsupportedRequest
+	}
+	a.kbuf, a.vbuf = t.kbuf, t.vbuf
+	if err != nil {
+		if rejections[err] {
+			if t.changes != 0 {
+				// Checks run before writes; a rejection after a write
+				// would leave a partial request in the batch.
+				panic(fmt.Sprintf("applier: request %d rejected after %d writes: %v", r.GetID(), t.changes, err))
+			}
+			return Result{Err: err}, nil
+		}
+		return Result{}, err
+	}
+	if t.changes > 0 {
+		st.rev++
+	}
+	return Result{Resp: resp}, nil
+}
+
+// compactLogical records a compaction: reads below rev fail from now on.
+// The revision does not change; the header carries the current one.
+func compactLogical(st *applyState, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	switch {
+	case r.Revision <= st.compacted:
+		return nil, rpctypes.ErrGRPCCompacted
+	case r.Revision > st.rev:
+		return nil, rpctypes.ErrGRPCFutureRev
+	}
+	st.compacted = r.Revision
+	return &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: st.rev}}, nil
+}
+
+// Applied returns the raft position the committed state reflects.
+func (a *Applier) Applied() AppliedState {
+	a.mu.Lock()
+	s := a.mu.applied
+	a.mu.Unlock()
+	if s.ConfState != nil {
+		s.ConfState = proto.Clone(s.ConfState).(*raftpb.ConfState)
+	}
+	return s
+}
+
+// WaitApplied returns once Applied().Index >= index, or with ctx's error,
+// or ErrClosed.
+func (a *Applier) WaitApplied(ctx context.Context, index uint64) error {
+	return a.waitFor(ctx, func() bool { return a.mu.applied.Index >= index })
+}
+
+// waitFor waits until cond, evaluated under a.mu, holds.
+func (a *Applier) waitFor(ctx context.Context, cond func() bool) error {
+	for {
+		a.mu.Lock()
+		ok, closed, ch := cond(), a.mu.closed, a.mu.changed
+		a.mu.Unlock()
+		switch {
+		case ok:
+			return nil
+		case closed:
+			return ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Rev returns the current revision and the compacted revision (-1 if the
+// store has never been compacted, as etcd reports it).
+func (a *Applier) Rev() (current, compacted int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.mu.rev, a.mu.compacted
+}
+
+// Stats reports the engine's size.
+func (a *Applier) Stats() EngineStats { return a.eng.Stats() }
+
+// readView opens a snapshot of the committed state with its revisions.
+func (a *Applier) readView() (*txnCtx, Snapshot, error) {
+	snap := a.eng.NewSnapshot()
+	rev, compacted, err := loadRevs(snap)
+	if err != nil {
+		snap.Close()
+		return nil, nil, err
+	}
+	return &txnCtx{r: snap, beginRev: rev, compacted: compacted}, snap, nil
+}
+
+// Range serves a Range on a consistent snapshot of the committed state.
+// The response header carries only the revision (the current one, also
+// for reads at an older revision).
+func (a *Applier) Range(r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := CheckRangeRequest(r); err != nil {
+		return nil, err
+	}
+	t, snap, err := a.readView()
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	return t.rangeOp(r)
+}
+
+// ReadTxn evaluates a read-only txn (IsReadOnlyTxn) on a consistent
+// snapshot of the committed state, as etcd serves such txns without raft.
+func (a *Applier) ReadTxn(r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if !IsReadOnlyTxn(r) {
+		return nil, ErrNotReadOnly
+	}
+	if err := CheckTxnRequest(r, math.MaxInt); err != nil {
+		return nil, err
+	}
+	t, snap, err := a.readView()
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	return t.txn(r)
+}
+
+// Close stops the physical compactor and fails later calls. It does not
+// close the Engine.
+func (a *Applier) Close() error {
+	a.mu.Lock()
+	if a.mu.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.mu.closed = true
+	close(a.mu.changed)
+	a.mu.changed = make(chan struct{})
+	a.mu.Unlock()
+	a.compactor.stop()
+	return nil
+}
+
+// loadState reads the meta keys. found is false for an empty engine.
+func loadState(r Reader) (st applyState, found bool, err error) {
+	v, err := r.Get(keyMetaApplied)
+	if errors.Is(err, ErrNotFound) {
+		return applyState{}, false, nil
+	}
+	if err != nil {
+		return applyState{}, false, err
+	}
+	if len(v) != 16 {
+		return applyState{}, false, fmt.Errorf("%w: %s", errCorruptValue, keyMetaApplied)
+	}
+	st.index, st.term = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+	if st.rev, st.compacted, err = loadRevs(r); err != nil {
+		return applyState{}, false, err
+	}
+	switch v, err := r.Get(keyMetaConfState); {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return applyState{}, false, err
+	default:
+		st.confState = &raftpb.ConfState{}
+		if err := proto.Unmarshal(v, st.confState); err != nil {
+			return applyState{}, false, fmt.Errorf("%w: %s: %v", errCorruptValue, keyMetaConfState, err)
+		}
+	}
+	if st.phys, err = loadCompactorState(r); err != nil {
+		return applyState{}, false, err
+	}
+	return st, true, nil
+}
+
+func loadRevs(r Reader) (rev, compacted int64, err error) {
+	v, err := r.Get(keyMetaRev)
+	if err != nil {
+		return 0, 0, fmt.Errorf("applier: read %s: %w", keyMetaRev, err)
+	}
+	if len(v) != 16 {
+		return 0, 0, fmt.Errorf("%w: %s", errCorruptValue, keyMetaRev)
+	}
+	return int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:])), nil
+}
+
+// writeState records st's position in the meta keys.
+func writeState(b Batch, st *applyState, confChanged bool) error {
+	var v [16]byte
+	binary.BigEndian.PutUint64(v[:], st.index)
+	binary.BigEndian.PutUint64(v[8:], st.term)
+	if err := b.Set(keyMetaApplied, v[:]); err != nil {
+		return err
+	}
+	binary.BigEndian.PutUint64(v[:], uint64(st.rev))
+	binary.BigEndian.PutUint64(v[8:], uint64(st.compacted))
+	if err := b.Set(keyMetaRev, v[:]); err != nil {
+		return err
+	}
+	if confChanged && st.confState != nil {
+		data, err := proto.Marshal(st.confState)
+		if err != nil {
+			return err
+		}
+		if err := b.Set(keyMetaConfState, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+// Command strata runs a strata member. It takes etcd's server flags (and
+// ETCD_* variables), so scripts and test frameworks written for an etcd
+// binary drive it unchanged.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stratakv/strata/internal/api"
+	"github.com/stratakv/strata/internal/config"
+	"github.com/stratakv/strata/internal/logutil"
+	"github.com/stratakv/strata/internal/serve"
+	"github.com/stratakv/strata/internal/version"
+	"github.com/stratakv/strata/writernode"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit code.
+func run(args, environ []string, stdout, stderr io.Writer) int {
+	cfg, err := config.Parse(args, environ)
+	switch {
+	case errors.Is(err, config.ErrVersion):
+		fmt.Fprint(stdout, config.VersionText(version.EtcdServer, version.Strata))
+		return 0
+	case errors.Is(err, config.ErrHelp):
+		fmt.Fprint(stdout, config.Usage())
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "strata: %v\n", err)
+		return config.ExitCode(err)
+	}
+	lg, err := logutil.New(cfg.LogLevel, cfg.LogFormat, cfg.LogOutputs)
+	if err != nil {
+		fmt.Fprintf(stderr, "strata: %v\n", err)
+		return 2
+	}
+	defer lg.Sync()
+	cfg.LogNotices(lg)
+	if cfg.Role != config.RoleWriter {
+		fmt.Fprintf(stderr, "strata: --role=%s is not available yet; only writer members can run today\n", cfg.Role)
+		return 2
+	}
+	if err := serveMember(cfg, lg); err != nil {
+		// One line, on stderr, for the operator; the log has the details.
+		lg.Warn("strata stopped", zap.Error(err))
+		fmt.Fprintf(stderr, "strata: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func serveMember(cfg *config.Config, lg *zap.Logger) error {
+	lg.Info("starting strata",
+		zap.String("etcd-version", version.EtcdServer),
+		zap.String("strata-version", version.Strata),
+		zap.String("name", cfg.Name),
+		zap.String("data-dir", cfg.DataDir),
+		zap.String("role", string(cfg.Role)))
+
+	// Bind first, as etcd does: a taken port fails before any state is
+	// touched, and the sockets exist once the process is up.
+	var lis []net.Listener
+	defer func() {
+		for _, l := range lis {
+			l.Close()
+		}
+	}()
+	for _, u := range cfg.ListenClientURLs {
+		l, err := serve.Listen(u)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", u.String(), err)
+		}
+		lis = append(lis, l)
+	}
+
+	m, err := writernode.Start(writernode.Config{
+		Name:                cfg.Name,
+		DataDir:             cfg.DataDir,
+		ClientURLs:          urlStrings(cfg.AdvertiseClientURLs),
+		InitialCluster:      initialCluster(cfg.InitialClusterMembers),
+		InitialClusterToken: cfg.InitialClusterToken,
+		TickInterval:        cfg.HeartbeatDuration(),
+		ElectionTicks:       cfg.ElectionTicks(),
+		SnapshotCount:       cfg.SnapshotCount,
+		MaxRequestBytes:     int(cfg.MaxRequestBytes),
+		MaxTxnOps:           int(cfg.MaxTxnOps),
+		QuotaBytes:          cfg.QuotaBackendBytes,
+		UnsafeNoFsync:       cfg.UnsafeNoFsync,
+		Versions:            api.Versions{Server: version.EtcdServer, Storage: version.Storage},
+		Logger:              lg,
+	})
+	if err != nil {
+		return err
+	}
+	defer m.Stop()
+
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigc)
+
+	select {
+	case <-m.ReadyNotify():
+	case <-m.Done():
+		return fmt.Errorf("member stopped before it was ready: %v", m.Err())
+	case s := <-sigc:
+		lg.Info("received signal before ready; shutting down", zap.String("signal", s.String()))
+		return nil
+	}
+
+	handler := httpHandler(cfg, m)
+	var wg sync.WaitGroup
+	for i, l := range lis {
+		lg.Info("ready to serve client requests", zap.String("address", cfg.ListenClientURLs[i].String()))
+		if cfg.ListenClientURLs[i].Scheme == "http" || cfg.ListenClientURLs[i].Scheme == "unix" {
+			lg.Warn("serving client traffic insecurely; this is strongly discouraged!",
+				zap.String("address", cfg.ListenClientURLs[i].String()))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serve.Serve(l, m.GRPCServer(), handler); err != nil && !errors.Is(err, net.ErrClosed) {
+				lg.Warn("client listener stopped", zap.Error(err))
+			}
+		}()
+	}
+	lis = nil // owned by the servers now
+
+	select {
+	case s := <-sigc:
+		lg.Info("received signal; shutting down", zap.String("signal", s.String()))
+		m.Stop()
+		wg.Wait()
+		lg.Info("stopped strata")
+		return nil
+	case <-m.Done():
+		return fmt.Errorf("member stopped: %v", m.Err())
+	}
+}
+
+// httpHandler serves etcd's HTTP endpoints on the client URL.
+func httpHandler(cfg *config.Config, m *writernode.Member) http.Handler {
+	withTimeout := func(ctx context.Context, serializable bool) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return m.Health(ctx, serializable)
+	}
+	health := func(ctx context.Context, q serve.HealthQuery) serve.HealthStatus {
+		if !q.Serializable && !m.HasLeader() {
+			return serve.HealthStatus{Reason: serve.ReasonNoLeader}
+		}
+		if err := withTimeout(ctx, q.Serializable); err != nil {
+			return serve.HealthStatus{Reason: serve.ReasonRangeErrorPrefix + err.Error()}
+		}
+		return serve.HealthStatus{Healthy: true}
+	}
+	serializableRead := serve.Check{Name: serve.CheckSerializableRead, Run: func(ctx context.Context) error {
+		return withTimeout(ctx, true)
+	}}
+	linearizableRead := serve.Check{Name: serve.CheckLinearizableRead, Run: func(ctx context.Context) error {
+		return withTimeout(ctx, false)
+	}}
+	// No corruption checks exist yet and a writer is never a learner: both
+	// checks pass, as they do on a healthy etcd voter.
+	pass := func(context.Context) error { return nil }
+	mux := http.NewServeMux()
+	serve.Endpoints{
+		Health: health,
+		Livez:  []serve.Check{serializableRead},
+		Readyz: []serve.Check{
+			{Name: serve.CheckDataCorruption, Run: pass},
+			serializableRead,
+			linearizableRead,
+			{Name: serve.CheckNonLearner, Run: pass},
+		},
+		Versions: func() serve.Versions {
+			return serve.Versions{Server: version.EtcdServer, Cluster: version.EtcdCluster, Storage: version.Storage}
+		},
+	}.Register(mux)
+	return serve.AccessControl(mux, cfg.CORS, cfg.HostWhitelist)
+}
+
+func urlStrings(us []url.URL) []string {
+	out := make([]string, len(us))
+	for i := range us {
+		out[i] = us[i].String()
+	}
+	return out
+}
+
+func initialCluster(members map[string][]url.URL) map[string][]string {
+	out := make(map[string][]string, len(members))
+	for name, us := range members {
+		out[name] = urlStrings(us)
+	}
+	return out
+}

@@ -1,0 +1,34 @@
+package api
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+// Membership reports the cluster's members.
+type Membership interface {
+	Members() []*pb.Member
+}
+
+// Cluster implements etcdserverpb.ClusterServer. Membership changes arrive
+// with the multi-member cluster; today it lists members.
+type Cluster struct {
+	pb.UnimplementedClusterServer
+	b Backend
+	m Membership
+}
+
+// NewCluster returns the Cluster service.
+func NewCluster(b Backend, m Membership) *Cluster { return &Cluster{b: b, m: m} }
+
+// MemberList implements etcd's Cluster.MemberList. A linearizable list
+// first passes the same barrier as a linearizable read.
+func (s *Cluster) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	if r.Linearizable {
+		if err := s.b.LinearizableBarrier(ctx); err != nil {
+			return nil, togRPCError(err)
+		}
+	}
+	return &pb.MemberListResponse{Header: s.b.Header(), Members: s.m.Members()}, nil
+}

@@ -1,0 +1,95 @@
+package api
+
+import (
+	"context"
+	"math"
+	"time"
+	"unicode/utf8"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+)
+
+// grpcOverheadBytes is the slack etcd allows on top of --max-request-bytes
+// for gRPC framing when sizing the server's receive limit.
+const grpcOverheadBytes = 512 * 1024
+
+// LeaderSource tells whether the member currently knows a leader.
+type LeaderSource interface {
+	HasLeader() bool
+}
+
+// ServerConfig configures the gRPC server.
+type ServerConfig struct {
+	Backend         Backend
+	Status          StatusSource
+	Membership      Membership
+	Leader          LeaderSource
+	Versions        Versions
+	Limits          Limits
+	MaxRequestBytes int
+}
+
+// NewServer returns a gRPC server with etcd's KV, Maintenance and Cluster
+// services and grpc.health.v1 registered, and etcd's server options.
+func NewServer(cfg ServerConfig) *grpc.Server {
+	ic := interceptor{leader: cfg.Leader}
+	s := grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes+grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+		grpc.ChainUnaryInterceptor(ic.unary),
+		grpc.ChainStreamInterceptor(ic.stream),
+	)
+	pb.RegisterKVServer(s, NewKV(cfg.Backend, cfg.Limits))
+	pb.RegisterMaintenanceServer(s, NewMaintenance(cfg.Backend, cfg.Status, cfg.Versions))
+	pb.RegisterClusterServer(s, NewCluster(cfg.Backend, cfg.Membership))
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(s, hs)
+	return s
+}
+
+// interceptor applies etcd's per-call metadata rules: a non-UTF-8
+// client-api-version is refused, and a call marked hasleader=true fails
+// with "no leader" while the member knows none.
+type interceptor struct{ leader LeaderSource }
+
+func (ic interceptor) check(ctx context.Context) error {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return nil
+	}
+	for _, v := range md.Get(rpctypes.MetadataClientAPIVersionKey) {
+		if !utf8.ValidString(v) {
+			return rpctypes.ErrGRPCInvalidClientAPIVersion
+		}
+	}
+	if vs := md.Get(rpctypes.MetadataRequireLeaderKey); len(vs) > 0 && vs[0] == rpctypes.MetadataHasLeader {
+		if ic.leader != nil && !ic.leader.HasLeader() {
+			return rpctypes.ErrGRPCNoLeader
+		}
+	}
+	return nil
+}
+
+func (ic interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if err := ic.check(ctx); err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+func (ic interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if err := ic.check(ss.Context()); err != nil {
+		return err
+	}
+	return h(srv, ss)
+}

@@ -1,0 +1,83 @@
+package api
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+// StatusSource reports a member's state for Maintenance.Status.
+type StatusSource interface {
+	Status() MemberStatus
+}
+
+// MemberStatus is the member state Maintenance.Status reports.
+type MemberStatus struct {
+	Leader           uint64
+	RaftIndex        uint64 // committed index
+	RaftAppliedIndex uint64
+	RaftTerm         uint64
+	DBSize           int64
+	DBSizeInUse      int64
+	DBSizeQuota      int64
+	IsLearner        bool
+	// Errors are etcd's status error strings ("etcdserver: no leader",
+	// active alarms).
+	Errors []string
+}
+
+// Versions are the version strings strata reports as an etcd server.
+type Versions struct {
+	// Server is the etcd server version strata implements (Status.version,
+	// /version's etcdserver, etcd_server_version).
+	Server string
+	// Storage is the storage version (Status.storageVersion).
+	Storage string
+}
+
+// Maintenance implements etcdserverpb.MaintenanceServer: Status and Alarm
+// today; the rest answer Unimplemented until they are built.
+type Maintenance struct {
+	pb.UnimplementedMaintenanceServer
+	b        Backend
+	st       StatusSource
+	versions Versions
+}
+
+// NewMaintenance returns the Maintenance service.
+func NewMaintenance(b Backend, st StatusSource, v Versions) *Maintenance {
+	return &Maintenance{b: b, st: st, versions: v}
+}
+
+// Status implements etcd's Maintenance.Status for this member.
+func (s *Maintenance) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	ms := s.st.Status()
+	h := s.b.Header()
+	return &pb.StatusResponse{
+		Header:           h,
+		Version:          s.versions.Server,
+		DbSize:           ms.DBSize,
+		DbSizeInUse:      ms.DBSizeInUse,
+		DbSizeQuota:      ms.DBSizeQuota,
+		Leader:           ms.Leader,
+		RaftIndex:        ms.RaftIndex,
+		RaftTerm:         ms.RaftTerm,
+		RaftAppliedIndex: ms.RaftAppliedIndex,
+		Errors:           ms.Errors,
+		IsLearner:        ms.IsLearner,
+		StorageVersion:   s.versions.Storage,
+	}, nil
+}
+
+// Alarm implements etcd's Maintenance.Alarm. strata raises no alarms yet
+// (quotas and corruption checks come later), so GET lists none.
+func (s *Maintenance) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	return &pb.AlarmResponse{Header: s.b.Header()}, nil
+}
+
+// Defragment implements etcd's Maintenance.Defragment. An LSM reclaims space
+// by compaction in the background, so there is nothing to do: the call
+// succeeds at once (docs/compat.md).
+func (s *Maintenance) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	return &pb.DefragmentResponse{Header: s.b.Header()}, nil
+}

@@ -1,0 +1,322 @@
+package proposer
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/stratakv/strata/applier"
+	"github.com/stratakv/strata/internal/clock"
+)
+
+// Raft is the part of the raft pipeline the proposer needs.
+type Raft interface {
+	// Propose hands one entry to raft; it returns once raft accepted or
+	// refused it, not when it commits.
+	Propose(ctx context.Context, data []byte) error
+}
+
+// Config configures a Proposer.
+type Config struct {
+	Raft Raft
+	// MemberID seeds request IDs so that they are unique across members
+	// and restarts.
+	MemberID uint64
+	Clock    clock.Clock
+	// MaxRequestBytes is etcd's --max-request-bytes: a marshaled request
+	// larger than this is refused with ErrGRPCRequestTooLarge.
+	MaxRequestBytes int
+	// MaxEntryBytes and MaxEntryRequests bound one raft entry.
+	MaxEntryBytes    int
+	MaxEntryRequests int
+	// MaxInflightEntries bounds entries proposed but not yet answered.
+	MaxInflightEntries int
+	// MaxQueuedBytes bounds requests waiting for an entry; beyond it
+	// callers get ErrGRPCTooManyRequests.
+	MaxQueuedBytes int
+	// RequestTimeout is how long a caller waits for its result (etcd:
+	// 5s + 2 × election timeout) before ErrGRPCTimeout.
+	RequestTimeout time.Duration
+}
+
+// errProposalDropped is raft's refusal of a proposal (no leader, leadership
+// transfer in progress); such a proposal was never appended.
+var errProposalDropped = raft.ErrProposalDropped
+
+// Defaults for Config's bounds.
+const (
+	DefaultMaxEntryBytes      = 1 << 20
+	DefaultMaxEntryRequests   = 1024
+	DefaultMaxInflightEntries = 4
+	DefaultMaxQueuedBytes     = 64 << 20
+)
+
+// Proposer batches concurrent requests into raft entries and answers each
+// caller with its request's result. See the package documentation.
+type Proposer struct {
+	cfg  Config
+	ids  *idGen
+	kick chan struct{} // wakes the flusher
+	stop chan struct{}
+	done chan struct{}
+
+	mu struct {
+		sync.Mutex
+		queue       []*waiter
+		queuedBytes int
+		inflight    int
+		waiters     map[uint64]*waiter
+		stopped     bool
+	}
+}
+
+type waiter struct {
+	id    uint64
+	data  []byte
+	resC  chan applier.Result
+	batch *batch // set once proposed
+}
+
+// batch is one proposed entry; its inflight slot is released when every
+// request in it has been answered or abandoned.
+type batch struct{ pending int }
+
+// New starts a proposer.
+func New(cfg Config) *Proposer {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.MaxEntryBytes <= 0 {
+		cfg.MaxEntryBytes = DefaultMaxEntryBytes
+	}
+	if cfg.MaxEntryRequests <= 0 {
+		cfg.MaxEntryRequests = DefaultMaxEntryRequests
+	}
+	if cfg.MaxInflightEntries <= 0 {
+		cfg.MaxInflightEntries = DefaultMaxInflightEntries
+	}
+	if cfg.MaxQueuedBytes <= 0 {
+		cfg.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 7 * time.Second
+	}
+	p := &Proposer{
+		cfg:  cfg,
+		ids:  newIDGen(cfg.MemberID, cfg.Clock.Now()),
+		kick: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	p.mu.waiters = make(map[uint64]*waiter)
+	go p.flushLoop()
+	return p
+}
+
+// Propose assigns req an ID, proposes it (batched with concurrent requests)
+// and waits for the applier's result. The error, if any, is an rpctypes
+// gRPC error; the result's own Err is the apply-time outcome.
+func (p *Proposer) Propose(ctx context.Context, req *pb.InternalRaftRequest) (applier.Result, error) {
+	req.ID = p.ids.next()
+	data, err := proto.Marshal(req)
+	if err != nil {
+		return applier.Result{}, err
+	}
+	if len(data) > p.cfg.MaxRequestBytes {
+		return applier.Result{}, rpctypes.ErrGRPCRequestTooLarge
+	}
+	w := &waiter{id: req.ID, data: data, resC: make(chan applier.Result, 1)}
+	if err := p.enqueue(w); err != nil {
+		return applier.Result{}, err
+	}
+	timeout := p.cfg.Clock.After(p.cfg.RequestTimeout)
+	select {
+	case res := <-w.resC:
+		return res, nil
+	case <-ctx.Done():
+		p.abandon(w)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return applier.Result{}, rpctypes.ErrGRPCCanceled
+		}
+		return applier.Result{}, rpctypes.ErrGRPCTimeout
+	case <-timeout:
+		p.abandon(w)
+		return applier.Result{}, rpctypes.ErrGRPCTimeout
+	case <-p.stop:
+		p.abandon(w)
+		return applier.Result{}, rpctypes.ErrGRPCStopped
+	}
+}
+
+// Notify delivers the applier's result for request id. Results for unknown
+// IDs (requests of other members, or of callers that gave up) are dropped.
+func (p *Proposer) Notify(id uint64, res applier.Result) {
+	p.mu.Lock()
+	w, ok := p.mu.waiters[id]
+	if ok {
+		delete(p.mu.waiters, id)
+		p.releaseLocked(w)
+	}
+	p.mu.Unlock()
+	if ok {
+		w.resC <- res
+	}
+}
+
+// Stop fails waiting callers with ErrGRPCStopped and stops the flusher.
+func (p *Proposer) Stop() {
+	p.mu.Lock()
+	if p.mu.stopped {
+		p.mu.Unlock()
+		<-p.done
+		return
+	}
+	p.mu.stopped = true
+	p.mu.Unlock()
+	close(p.stop)
+	<-p.done
+}
+
+func (p *Proposer) enqueue(w *waiter) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.stopped {
+		return rpctypes.ErrGRPCStopped
+	}
+	if p.mu.queuedBytes+len(w.data) > p.cfg.MaxQueuedBytes {
+		return rpctypes.ErrGRPCRequestTooManyRequests
+	}
+	p.mu.queue = append(p.mu.queue, w)
+	p.mu.queuedBytes += len(w.data)
+	p.mu.waiters[w.id] = w
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// abandon forgets a waiter whose caller stopped waiting. If it was still
+// queued it is not proposed at all.
+func (p *Proposer) abandon(w *waiter) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.mu.waiters[w.id]; !ok {
+		return
+	}
+	delete(p.mu.waiters, w.id)
+	if w.batch == nil {
+		for i, q := range p.mu.queue {
+			if q == w {
+				p.mu.queue = append(p.mu.queue[:i], p.mu.queue[i+1:]...)
+				p.mu.queuedBytes -= len(w.data)
+				break
+			}
+		}
+		return
+	}
+	p.releaseLocked(w)
+}
+
+// releaseLocked accounts for one answered request of a proposed batch.
+// REQUIRES: p.mu held.
+func (p *Proposer) releaseLocked(w *waiter) {
+	b := w.batch
+	if b == nil {
+		return
+	}
+	b.pending--
+	if b.pending == 0 {
+		p.mu.inflight--
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// flushLoop is the single goroutine that forms entries: whenever there is
+// queued work and an inflight slot, it takes everything queued (up to the
+// entry bounds) and proposes it as one entry.
+func (p *Proposer) flushLoop() {
+	defer close(p.done)
+	var buf []byte
+	for {
+		select {
+		case <-p.kick:
+		case <-p.stop:
+			return
+		}
+		for {
+			ws := p.takeBatch()
+			if ws == nil {
+				break
+			}
+			reqs := make([][]byte, len(ws))
+			for i, w := range ws {
+				reqs[i] = w.data
+			}
+			buf = applier.EncodeEntry(buf[:0], reqs)
+			// raft keeps the slice it is given.
+			data := append([]byte(nil), buf...)
+			if err := p.cfg.Raft.Propose(context.Background(), data); err != nil {
+				p.failBatch(ws, err)
+			}
+		}
+	}
+}
+
+// takeBatch removes the next entry's worth of requests from the queue and
+// marks them in flight, or returns nil if there is nothing to do now.
+func (p *Proposer) takeBatch() []*waiter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.mu.queue) == 0 || p.mu.inflight >= p.cfg.MaxInflightEntries || p.mu.stopped {
+		return nil
+	}
+	n, size := 0, 0
+	for n < len(p.mu.queue) && n < p.cfg.MaxEntryRequests {
+		l := len(p.mu.queue[n].data)
+		if n > 0 && size+l > p.cfg.MaxEntryBytes {
+			break
+		}
+		size += l
+		n++
+	}
+	ws := make([]*waiter, n)
+	copy(ws, p.mu.queue[:n])
+	p.mu.queue = append(p.mu.queue[:0], p.mu.queue[n:]...)
+	p.mu.queuedBytes -= size
+	b := &batch{pending: n}
+	for _, w := range ws {
+		w.batch = b
+	}
+	p.mu.inflight++
+	return ws
+}
+
+// failBatch answers every still-waiting request of a batch raft refused.
+func (p *Proposer) failBatch(ws []*waiter, err error) {
+	gerr := rpctypes.ErrGRPCNoLeader
+	if !errors.Is(err, errProposalDropped) {
+		gerr = rpctypes.ErrGRPCStopped
+	}
+	for _, w := range ws {
+		p.mu.Lock()
+		_, ok := p.mu.waiters[w.id]
+		if ok {
+			delete(p.mu.waiters, w.id)
+			p.releaseLocked(w)
+		}
+		p.mu.Unlock()
+		if ok {
+			w.resC <- applier.Result{Err: gerr}
+		}
+	}
+}

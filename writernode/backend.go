@@ -1,0 +1,87 @@
+package writernode
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/stratakv/strata/applier"
+	"github.com/stratakv/strata/internal/api"
+)
+
+// backend is the Member as the API services see it: reads from the
+// applier, writes through the proposer.
+type backend Member
+
+var (
+	_ api.Backend      = (*backend)(nil)
+	_ api.StatusSource = (*backend)(nil)
+	_ api.Membership   = (*backend)(nil)
+	_ api.LeaderSource = (*backend)(nil)
+)
+
+func (b *backend) Range(r *pb.RangeRequest) (*pb.RangeResponse, error) { return b.app.Range(r) }
+func (b *backend) ReadTxn(r *pb.TxnRequest) (*pb.TxnResponse, error)   { return b.app.ReadTxn(r) }
+
+func (b *backend) LinearizableBarrier(ctx context.Context) error {
+	idx, err := b.node.ReadIndex(ctx)
+	if err != nil {
+		return err
+	}
+	return b.app.WaitApplied(ctx, idx)
+}
+
+func (b *backend) Propose(ctx context.Context, r *pb.InternalRaftRequest) (applier.Result, error) {
+	st := b.node.Status()
+	if st.Lead == 0 {
+		return applier.Result{}, rpctypes.ErrGRPCNoLeader
+	}
+	if st.Commit > st.Applied+maxApplyLag {
+		return applier.Result{}, rpctypes.ErrGRPCRequestTooManyRequests
+	}
+	return b.prop.Propose(ctx, r)
+}
+
+func (b *backend) Header() *pb.ResponseHeader {
+	rev, _ := b.app.Rev()
+	return &pb.ResponseHeader{
+		ClusterId: b.id.ClusterID,
+		MemberId:  b.id.MemberID,
+		RaftTerm:  b.node.Status().Term,
+		Revision:  rev,
+	}
+}
+
+func (b *backend) HasLeader() bool { return b.node.Status().Lead != 0 }
+
+func (b *backend) Status() api.MemberStatus {
+	st := b.node.Status()
+	es := b.app.Stats()
+	ms := api.MemberStatus{
+		Leader:           st.Lead,
+		RaftIndex:        st.Commit,
+		RaftAppliedIndex: st.Applied,
+		RaftTerm:         st.Term,
+		DBSize:           es.SizeBytes,
+		DBSizeInUse:      es.LiveBytes,
+		DBSizeQuota:      b.cfg.QuotaBytes,
+	}
+	if st.Lead == 0 {
+		ms.Errors = append(ms.Errors, rpctypes.ErrNoLeader.Error())
+	}
+	return ms
+}
+
+func (b *backend) Members() []*pb.Member {
+	out := make([]*pb.Member, 0, len(b.id.Members))
+	for _, im := range b.id.Members {
+		m := &pb.Member{ID: im.ID, PeerURLs: im.PeerURLs}
+		if im.ID == b.id.MemberID {
+			m.Name = b.id.Name
+			m.ClientURLs = b.cfg.ClientURLs
+		}
+		out = append(out, m)
+	}
+	return out
+}

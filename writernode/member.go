@@ -1,0 +1,390 @@
+package writernode
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/stratakv/strata/applier"
+	"github.com/stratakv/strata/internal/api"
+	"github.com/stratakv/strata/internal/clock"
+	"github.com/stratakv/strata/pipeline"
+	"github.com/stratakv/strata/proposer"
+	"github.com/stratakv/strata/wal"
+)
+
+// Config configures a writer member.
+type Config struct {
+	Name    string
+	DataDir string
+	// ClientURLs are the advertised client URLs (MemberList).
+	ClientURLs []string
+	// InitialCluster maps member names to peer URLs (--initial-cluster);
+	// used only when the data dir is new.
+	InitialCluster      map[string][]string
+	InitialClusterToken string
+
+	TickInterval  time.Duration // --heartbeat-interval
+	ElectionTicks int           // --election-timeout / --heartbeat-interval
+	// SnapshotCount is how many applied entries pass between making the
+	// engine durable and releasing the WAL before it (--snapshot-count).
+	SnapshotCount   uint64
+	MaxRequestBytes int
+	MaxTxnOps       int
+	QuotaBytes      int64
+	UnsafeNoFsync   bool
+
+	Versions api.Versions
+	Logger   *zap.Logger
+	Clock    clock.Clock
+}
+
+// maxApplyLag is how far apply may fall behind commit before writes are
+// refused with "too many requests" (etcd's maxGapBetweenApplyAndCommitIndex).
+const maxApplyLag = 5000
+
+// Member is a running writer member: a thin composition of its stages.
+type Member struct {
+	cfg  Config
+	lg   *zap.Logger
+	id   *identity
+	eng  *PebbleEngine
+	wal  *wal.WAL
+	app  *applier.Applier
+	node *pipeline.Node
+	prop *proposer.Proposer
+	grpc *grpc.Server
+
+	ready chan struct{}
+	stop  chan struct{}
+
+	// bootstrapping is set while the initial membership is applied, before
+	// raft runs; conf changes are then resolved locally.
+	bootstrapping bool
+	// lastRelease is the applied index at which the WAL was last released.
+	// Only the apply goroutine touches it.
+	lastRelease uint64
+
+	stopOnce sync.Once
+}
+
+// Start opens (or initialises) the member's data dir and starts its stages.
+// The member serves nothing by itself: the caller serves GRPCServer() and
+// waits for ReadyNotify().
+func Start(cfg Config) (*Member, error) {
+	lg := cfg.Logger
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.SnapshotCount == 0 {
+		cfg.SnapshotCount = 10000
+	}
+	m := &Member{cfg: cfg, lg: lg, ready: make(chan struct{}), stop: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			m.closeStorage()
+		}
+	}()
+	if err := m.openStorage(); err != nil {
+		return nil, err
+	}
+	start, err := m.recover()
+	if err != nil {
+		return nil, err
+	}
+	m.prop = proposer.New(proposer.Config{
+		Raft:            (*raftProxy)(m),
+		MemberID:        m.id.MemberID,
+		Clock:           cfg.Clock,
+		MaxRequestBytes: cfg.MaxRequestBytes,
+		RequestTimeout:  5*time.Second + 2*time.Duration(cfg.ElectionTicks)*cfg.TickInterval,
+	})
+	m.node, err = pipeline.Start(pipeline.Config{
+		ID:            m.id.MemberID,
+		TickInterval:  cfg.TickInterval,
+		ElectionTicks: cfg.ElectionTicks,
+		Clock:         cfg.Clock,
+		Log:           walStore{m.wal},
+		Start:         start,
+		Apply:         m.apply,
+		Logger:        lg,
+	})
+	if err != nil {
+		m.prop.Stop()
+		return nil, err
+	}
+	m.grpc = api.NewServer(api.ServerConfig{
+		Backend:         (*backend)(m),
+		Status:          (*backend)(m),
+		Membership:      (*backend)(m),
+		Leader:          (*backend)(m),
+		Versions:        cfg.Versions,
+		Limits:          api.Limits{MaxTxnOps: cfg.MaxTxnOps},
+		MaxRequestBytes: cfg.MaxRequestBytes,
+	})
+	go m.waitReady()
+	ok = true
+	return m, nil
+}
+
+func (m *Member) openStorage() error {
+	dir := filepath.Join(m.cfg.DataDir, "member")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot access data directory: %w", err)
+	}
+	id, found, err := loadIdentity(dir)
+	if err != nil {
+		return err
+	}
+	if !found {
+		if entries, _ := os.ReadDir(filepath.Join(dir, "wal")); len(entries) > 0 {
+			return fmt.Errorf("data dir %s has a WAL but no %s: refusing to guess who this member is", m.cfg.DataDir, identityFile)
+		}
+		if id, err = newIdentity(m.cfg.Name, m.cfg.InitialCluster, m.cfg.InitialClusterToken); err != nil {
+			return err
+		}
+		if err := id.save(dir); err != nil {
+			return fmt.Errorf("write %s: %w", identityFile, err)
+		}
+	}
+	m.id = id
+	if m.eng, err = OpenPebble(filepath.Join(dir, "pebble"), PebbleOptions{}); err != nil {
+		return fmt.Errorf("open state machine: %w", err)
+	}
+	m.app, err = applier.New(applier.Config{
+		Engine:          m.eng,
+		Logger:          m.lg.Named("applier"),
+		ApplyConfChange: m.applyConfChange,
+		Notify:          func(id uint64, res applier.Result) { m.prop.Notify(id, res) },
+	})
+	if err != nil {
+		return fmt.Errorf("open state machine: %w", err)
+	}
+	if m.wal, err = wal.Open(filepath.Join(dir, "wal"), wal.Options{NoSync: m.cfg.UnsafeNoFsync, Logger: m.lg.Named("wal")}); err != nil {
+		return fmt.Errorf("open wal: %w", err)
+	}
+	return nil
+}
+
+func (m *Member) closeStorage() {
+	if m.wal != nil {
+		m.wal.Close()
+	}
+	if m.app != nil {
+		m.app.Close()
+	}
+	if m.eng != nil {
+		m.eng.Close()
+	}
+}
+
+// recover computes where raft restarts: the applied state of the engine
+// and the WAL entries after it. A member whose engine holds nothing yet
+// (new, or crashed before its bootstrap reached the engine) first applies
+// the initial membership as entries 1..n of term 1 — the same entries on
+// every member of the new cluster.
+func (m *Member) recover() (pipeline.StartState, error) {
+	hs, _, ents, err := m.wal.ReadAll()
+	if err != nil {
+		return pipeline.StartState{}, err
+	}
+	if m.app.Applied().Index == 0 {
+		if err := m.bootstrap(); err != nil {
+			return pipeline.StartState{}, fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	as := m.app.Applied()
+	if hs == nil || hs.GetCommit() == 0 {
+		// Bootstrapped but nothing logged yet: record the bootstrap
+		// position, so the log and the engine agree on where raft starts.
+		hs = &raftpb.HardState{Term: new(as.Term), Commit: new(as.Index)}
+		if err := m.wal.Save(hs, nil); err != nil {
+			return pipeline.StartState{}, err
+		}
+	}
+	var after []*raftpb.Entry
+	for _, e := range ents {
+		if e.GetIndex() > as.Index {
+			after = append(after, e)
+		}
+	}
+	if len(after) > 0 && after[0].GetIndex() != as.Index+1 {
+		return pipeline.StartState{}, fmt.Errorf("wal starts at index %d but the state machine has applied only through %d: the log was released too early",
+			after[0].GetIndex(), as.Index)
+	}
+	m.lastRelease = as.Index
+	m.lg.Info("recovered member state",
+		zap.String("member-id", fmt.Sprintf("%x", m.id.MemberID)),
+		zap.String("cluster-id", fmt.Sprintf("%x", m.id.ClusterID)),
+		zap.Uint64("applied-index", as.Index),
+		zap.Uint64("commit-index", hs.GetCommit()),
+		zap.Int("entries-to-replay", len(after)))
+	return pipeline.StartState{
+		AppliedIndex: as.Index,
+		AppliedTerm:  as.Term,
+		ConfState:    as.ConfState,
+		HardState:    hs,
+		Entries:      after,
+	}, nil
+}
+
+func (m *Member) bootstrap() error {
+	m.bootstrapping = true
+	defer func() { m.bootstrapping = false }()
+	ents := make([]*raftpb.Entry, 0, len(m.id.Members))
+	for i, mem := range m.id.Members {
+		cc := &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(mem.ID)}
+		data, err := proto.Marshal(cc)
+		if err != nil {
+			return err
+		}
+		ents = append(ents, &raftpb.Entry{
+			Type: raftpb.EntryConfChange.Enum(), Term: new(uint64(1)), Index: new(uint64(i + 1)), Data: data,
+		})
+	}
+	if err := m.app.Apply(ents); err != nil {
+		return err
+	}
+	return m.eng.Sync()
+}
+
+// applyConfChange is the applier's hook for committed conf changes. During
+// bootstrap there is no raft yet and the initial voters are added one by one.
+func (m *Member) applyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
+	if m.bootstrapping {
+		cs := &raftpb.ConfState{}
+		if prev := m.app.Applied().ConfState; prev != nil {
+			cs = proto.Clone(prev).(*raftpb.ConfState)
+		}
+		for _, c := range cc.AsV2().GetChanges() {
+			cs.Voters = append(cs.Voters, c.GetNodeId())
+		}
+		return cs
+	}
+	return m.node.NextConfState(cc)
+}
+
+// apply is the pipeline's apply stage: the applier, then log housekeeping.
+func (m *Member) apply(ents []*raftpb.Entry) error {
+	if err := m.app.Apply(ents); err != nil {
+		return err
+	}
+	return m.maybeReleaseLog()
+}
+
+// maybeReleaseLog makes the engine durable and lets the WAL drop what the
+// engine now holds, every SnapshotCount entries. Invariant 4: the log is
+// never released past what the engine has made durable.
+func (m *Member) maybeReleaseLog() error {
+	as := m.app.Applied()
+	if as.Index-m.lastRelease < m.cfg.SnapshotCount {
+		return nil
+	}
+	if err := m.eng.Sync(); err != nil {
+		return err
+	}
+	if err := m.wal.SaveSnapshot(wal.SnapshotMarker{Index: as.Index, Term: as.Term, ConfState: as.ConfState}); err != nil {
+		return err
+	}
+	if err := m.wal.ReleaseTo(as.Index); err != nil {
+		return err
+	}
+	m.node.CompactLog(as.Index)
+	m.lastRelease = as.Index
+	return nil
+}
+
+// waitReady closes ready once the member has a leader and has applied
+// everything committed before it — etcd's "ready to serve client requests".
+func (m *Member) waitReady() {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Duration(m.cfg.ElectionTicks)*m.cfg.TickInterval)
+		err := (*backend)(m).LinearizableBarrier(ctx)
+		cancel()
+		if err == nil {
+			close(m.ready)
+			return
+		}
+		select {
+		case <-m.stop:
+			return
+		case <-m.node.Done():
+			return
+		default:
+		}
+	}
+}
+
+// ReadyNotify is closed once the member can serve client requests.
+func (m *Member) ReadyNotify() <-chan struct{} { return m.ready }
+
+// Done is closed when the member's raft node stopped (by Stop or failure).
+func (m *Member) Done() <-chan struct{} { return m.node.Done() }
+
+// Err is the failure that stopped the member, if any.
+func (m *Member) Err() error { return m.node.Err() }
+
+// GRPCServer is the member's gRPC server with etcd's services.
+func (m *Member) GRPCServer() *grpc.Server { return m.grpc }
+
+// ID returns the member and cluster IDs.
+func (m *Member) ID() (member, cluster uint64) { return m.id.MemberID, m.id.ClusterID }
+
+// Health reports whether the member can serve: it has a leader and a
+// linearizable read succeeds. serializable skips the leader round trip.
+func (m *Member) Health(ctx context.Context, serializable bool) error {
+	b := (*backend)(m)
+	if !serializable {
+		if !b.HasLeader() {
+			return rpctypes.ErrNoLeader
+		}
+		if err := b.LinearizableBarrier(ctx); err != nil {
+			return err
+		}
+	}
+	_, err := m.app.Range(&pb.RangeRequest{Key: []byte("health"), KeysOnly: true, Limit: 1})
+	return err
+}
+
+// HasLeader reports whether the member knows a leader.
+func (m *Member) HasLeader() bool { return (*backend)(m).HasLeader() }
+
+// Stop stops serving, the stages and the storage, in that order.
+func (m *Member) Stop() {
+	m.stopOnce.Do(func() {
+		close(m.stop)
+		m.grpc.Stop()
+		m.prop.Stop()
+		m.node.Stop()
+		if err := m.eng.Sync(); err != nil {
+			m.lg.Warn("sync state machine on stop", zap.Error(err))
+		}
+		m.closeStorage()
+	})
+}
+
+// raftProxy lets the proposer reach the node, which is created after it.
+type raftProxy Member
+
+func (r *raftProxy) Propose(ctx context.Context, data []byte) error {
+	return r.node.Propose(ctx, data)
+}
+
+// walStore adapts the WAL to the pipeline's LogStore.
+type walStore struct{ w *wal.WAL }
+
+func (s walStore) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error { return s.w.Save(hs, ents) }
