@@ -219,6 +219,8 @@ func (w *WAL) recover(segs []segmentInfo) error {
 		buf      []byte
 		prevPath string
 		prevEnd  int64
+		lastScan segmentScan
+		lastSize int64
 	)
 	for i := range segs {
 		si := &segs[i]
@@ -231,7 +233,6 @@ func (w *WAL) recover(segs []segmentInfo) error {
 		if buf, err = readFileInto(buf, path); err != nil {
 			return err
 		}
-		size := int64(len(buf))
 		checkHeader := func(h *segmentHeader) error {
 			if h.seq != si.seq || h.firstIndex != si.firstIndex {
 				return corruptf(path, 0, "header names segment %d with first index %d", h.seq, h.firstIndex)
@@ -262,16 +263,16 @@ func (w *WAL) recover(segs []segmentInfo) error {
 		}
 		si.maxIndex = scan.maxIndex
 		prevPath, prevEnd = path, scan.end
-		if last {
-			if err := w.openActive(path, size, scan); err != nil {
-				return err
-			}
-		}
+		lastScan, lastSize = scan, int64(len(buf))
 	}
 
 	hs, snap, ents, err := r.result()
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, w.dir, err)
+	}
+	// Only now, with everything checked, may the last segment be repaired.
+	if err := w.openActive(prevPath, lastSize, lastScan); err != nil {
+		return err
 	}
 	w.mu.recovered = &recovered{hs: hs, snap: snap, ents: ents}
 	w.mu.segs = segs
@@ -296,7 +297,7 @@ func (w *WAL) recover(segs []segmentInfo) error {
 	return nil
 }
 
-// openActive makes f, the last segment, the active one: it truncates a torn
+// openActive makes the last segment, at path, the active one: it truncates a torn
 // tail, restores the preallocation and fsyncs, so that the records it holds
 // (perhaps written but never fsynced by the previous process) are durable
 // before anything is stamped as written after them.
@@ -871,10 +872,5 @@ func (b *batch) finish(buf []byte, start int, typ recordType, index uint64) erro
 	b.recs = append(b.recs, batchRecord{start: start, size: len(buf) - start, payloadLen: n, typ: typ, index: index})
 	return nil
 }
-
-// compile-time check that the WAL's Save fits raft-facing callers.
-var _ interface {
-	Save(*raftpb.HardState, []*raftpb.Entry) error
-} = (*WAL)(nil)
 
 var _ io.Closer = (*WAL)(nil)

@@ -100,7 +100,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		SnapshotCount:       cfg.SnapshotCount,
 		MaxRequestBytes:     int(cfg.MaxRequestBytes),
 		MaxTxnOps:           int(cfg.MaxTxnOps),
-		QuotaBytes:          cfg.QuotaBackendBytes,
+		QuotaBytes:          quotaBytes(cfg.QuotaBackendBytes),
 		UnsafeNoFsync:       cfg.UnsafeNoFsync,
 		Versions:            api.Versions{Server: version.EtcdServer, Storage: version.Storage},
 		Logger:              lg,
@@ -193,6 +193,14 @@ func httpHandler(cfg *config.Config, m *writernode.Member) http.Handler {
 		},
 	}.Register(mux)
 	return serve.AccessControl(mux, cfg.CORS, cfg.HostWhitelist)
+}
+
+// quotaBytes applies etcd's rule that a zero quota means the default.
+func quotaBytes(q int64) int64 {
+	if q <= 0 {
+		return config.DefaultQuotaBackendBytes
+	}
+	return q
 }
 
 func urlStrings(us []url.URL) []string {
