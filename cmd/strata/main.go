@@ -139,11 +139,17 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 			}
 		}()
 	}
-	lis = nil // owned by the servers now
+	// Closing a listener is what ends its server (deferred above), so the
+	// servers are stopped on every way out.
+	defer wg.Wait()
 
 	select {
 	case s := <-sigc:
 		lg.Info("received signal; shutting down", zap.String("signal", s.String()))
+		for _, l := range lis {
+			l.Close()
+		}
+		lis = nil
 		m.Stop()
 		wg.Wait()
 		lg.Info("stopped strata")

@@ -30,5 +30,9 @@ func (s *Cluster) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.
 			return nil, togRPCError(err)
 		}
 	}
-	return &pb.MemberListResponse{Header: s.b.Header(), Members: s.m.Members()}, nil
+	// Membership is not MVCC state: like etcd, the header carries no
+	// revision.
+	h := s.b.Header()
+	h.Revision = 0
+	return &pb.MemberListResponse{Header: h, Members: s.m.Members()}, nil
 }

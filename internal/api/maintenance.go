@@ -66,6 +66,8 @@ func (s *Maintenance) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.Stat
 		Errors:           ms.Errors,
 		IsLearner:        ms.IsLearner,
 		StorageVersion:   s.versions.Storage,
+		// No downgrade is ever in progress; etcd reports the empty info.
+		DowngradeInfo: &pb.DowngradeInfo{},
 	}, nil
 }
 

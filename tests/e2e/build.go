@@ -147,11 +147,17 @@ func checkVersion(ctx context.Context, etcd string) error {
 	return nil
 }
 
-// StatSources stats every file of the strata module that a build of
-// ./cmd/strata can depend on. go test caches a package's result keyed on the
-// files the test opened or stat'ed; without this, a changed strata binary
-// would not invalidate a cached pass of this package.
-func StatSources(root string) {
+// RecordInputs tells go test's result cache what the suite depends on
+// beyond its own code: it stats every Go source, go.mod and go.sum of the
+// repository (a build of ./cmd/strata and of tests/tools depends on them),
+// opens every directory (so an added file counts) and reads the suite's
+// environment variables. Without this a changed strata would not invalidate
+// a cached pass. It must run inside m.Run (testing only logs file and
+// environment accesses while tests run), so tests call it through needEtcd.
+func RecordInputs(root string) {
+	for _, v := range []string{SubjectEnv, "STRATA_E2E_LOGDIR", "STRATA_E2E_SEED", "STRATA_E2E_TRANSCRIPT", "PATH", "GOFLAGS"} {
+		_ = os.Getenv(v)
+	}
 	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
 			return nil
@@ -160,6 +166,9 @@ func StatSources(root string) {
 			name := d.Name()
 			if path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "node_modules") {
 				return filepath.SkipDir
+			}
+			if f, err := os.Open(path); err == nil {
+				f.Close()
 			}
 			return nil
 		}

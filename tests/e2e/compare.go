@@ -94,7 +94,7 @@ func (n Normaliser) WithSimpleCols(cols ...int) Normaliser {
 	return n
 }
 
-// Text normalises etcdctl stdout or stderr.
+// Text normalises etcdctl output (stdout or stderr).
 func (n Normaliser) Text(s string) string {
 	for from, to := range n.Addrs {
 		s = strings.ReplaceAll(s, from, to)
@@ -106,7 +106,12 @@ func (n Normaliser) Text(s string) string {
 	s = reLogTS.ReplaceAllString(s, `"ts":"`+normMark+`"`)
 	s = reLogTarget.ReplaceAllString(s, "etcd-endpoints://0x"+normMark+"/")
 	s = reLogLocalAddr.ReplaceAllString(s, "LocalAddr: '"+normMark+"'")
-	s = normTables(s)
+	return normTables(s)
+}
+
+// Stdout normalises etcdctl stdout: Text plus the SimpleCols columns.
+func (n Normaliser) Stdout(s string) string {
+	s = n.Text(s)
 	if len(n.SimpleCols) > 0 {
 		lines := strings.Split(s, "\n")
 		for i, l := range lines {
@@ -261,12 +266,12 @@ func Diff(wantName, want, gotName, got string) string {
 			ls = append(ls, line{' ', a[i]})
 			i++
 			j++
-		case j < len(b) && (i == len(a) || lcs[i][j+1] >= lcs[i+1][j]):
-			ls = append(ls, line{'+', b[j]})
-			j++
-		default:
+		case i < len(a) && (j == len(b) || lcs[i+1][j] >= lcs[i][j+1]):
 			ls = append(ls, line{'-', a[i]})
 			i++
+		default:
+			ls = append(ls, line{'+', b[j]})
+			j++
 		}
 	}
 	const ctx = 2

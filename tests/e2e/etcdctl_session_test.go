@@ -279,7 +279,7 @@ func runCtlStep(b *Binaries, m *Member, st ctlStep) (Result, error) {
 // renderCtl turns a step's normalised result into the text that is compared.
 func renderCtl(m *Member, st ctlStep, r Result) string {
 	n := NewNormaliser(m).WithSimpleCols(st.cols...)
-	stdout := n.Text(string(r.Stdout))
+	stdout := n.Stdout(string(r.Stdout))
 	if st.proto != nil && r.ExitCode == 0 {
 		msg := st.proto()
 		if err := proto.Unmarshal(r.Stdout, msg); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -17,6 +18,8 @@ import (
 var (
 	bins       *Binaries
 	skipReason string
+	repoRoot   string
+	recordOnce sync.Once
 )
 
 func TestMain(m *testing.M) {
@@ -38,7 +41,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	StatSources(root)
+	repoRoot = root
 	dir, err := os.MkdirTemp("", "strata-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -66,6 +69,7 @@ func needEtcd(t *testing.T) *Binaries {
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
+	recordOnce.Do(func() { RecordInputs(repoRoot) })
 	return bins
 }
 

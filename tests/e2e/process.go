@@ -26,7 +26,7 @@ const (
 	// readyTimeout bounds how long a member may take to print ReadyLine.
 	readyTimeout = 60 * time.Second
 	// stopTimeout bounds how long a member may take to exit after SIGTERM.
-	stopTimeout = 30 * time.Second
+	stopTimeout = 10 * time.Second
 )
 
 // FreePorts returns n distinct TCP ports on 127.0.0.1 that were free a moment
@@ -231,7 +231,11 @@ func (m *Member) registerCleanup() {
 	m.tb.Cleanup(func() {
 		m.kill()
 		if m.tb.Failed() {
-			m.tb.Logf("e2e: %s (%s) log %s, last lines:\n%s", m.Name, filepath.Base(m.Binary), m.logPath, tail(m.Output(), 40))
+			keep := ""
+			if os.Getenv("STRATA_E2E_LOGDIR") == "" {
+				keep = " (removed; set STRATA_E2E_LOGDIR=<dir> to keep logs)"
+			}
+			m.tb.Logf("e2e: %s (%s) log %s%s, last lines:\n%s", m.Name, filepath.Base(m.Binary), m.logPath, keep, tail(m.Output(), 20))
 		}
 	})
 }

@@ -83,7 +83,7 @@ func TestStartup(t *testing.T) {
 		checkZapLog(t, sub.Stderr(), true)
 		for _, m := range []*Member{etcd, sub} {
 			if err := m.Stop(); err != nil {
-				t.Errorf("%s: %v", m.Binary, err)
+				t.Errorf("%s: %v", filepath.Base(m.Binary), err)
 			}
 		}
 		// Same number of readiness lines as etcd (one per client URL).
