@@ -196,10 +196,7 @@ func (a *Applier) Apply(ents []*raftpb.Entry) error {
 }
 
 func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
-	a.mu.Lock()
-	closed := a.mu.closed
-	a.mu.Unlock()
-	if closed {
+	if a.closed() {
 		return nil, ErrClosed
 	}
 	st := a.st
@@ -408,6 +405,9 @@ func (a *Applier) Stats() EngineStats { return a.eng.Stats() }
 
 // readView opens a snapshot of the committed state with its revisions.
 func (a *Applier) readView() (*txnCtx, Snapshot, error) {
+	if a.closed() {
+		return nil, nil, ErrClosed
+	}
 	snap := a.eng.NewSnapshot()
 	rev, compacted, err := loadRevs(snap)
 	if err != nil {
@@ -449,8 +449,9 @@ func (a *Applier) ReadTxn(r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	return t.txn(r)
 }
 
-// Close stops the physical compactor and fails later calls. It does not
-// close the Engine.
+// Close stops the physical compactor, waits for an Apply in progress, and
+// fails later calls with ErrClosed. It does not close the Engine, which the
+// caller may close once Close has returned and no read is in progress.
 func (a *Applier) Close() error {
 	a.mu.Lock()
 	if a.mu.closed {
@@ -462,7 +463,15 @@ func (a *Applier) Close() error {
 	a.mu.changed = make(chan struct{})
 	a.mu.Unlock()
 	a.compactor.stop()
+	a.writeMu.Lock() // wait out an Apply that began before Close
+	a.writeMu.Unlock()
 	return nil
+}
+
+func (a *Applier) closed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.mu.closed
 }
 
 // loadState reads the meta keys. found is false for an empty engine.

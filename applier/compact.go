@@ -149,10 +149,7 @@ func (a *Applier) WaitCompaction(ctx context.Context, rev int64) error {
 func (a *Applier) compactStep() (more bool, err error) {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
-	a.mu.Lock()
-	closed := a.mu.closed
-	a.mu.Unlock()
-	if closed {
+	if a.closed() {
 		return false, nil
 	}
 	ph := a.st.phys

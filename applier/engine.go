@@ -7,7 +7,7 @@ var ErrNotFound = errors.New("applier: key not found")
 
 // Engine is the ordered key-value storage the state machine writes through.
 // writernode implements it on Pebble, readernode on bbolt; the MVCC key
-// layout on top of it (mvcc.go) is the same for both, so apply is
+// layout on top of it (doc.go) is the same for both, so apply is
 // engine-independent.
 //
 // Durability contract: Batch.Commit need not be durable. The raft WAL is the
@@ -19,7 +19,7 @@ var ErrNotFound = errors.New("applier: key not found")
 type Engine interface {
 	// NewBatch returns a write batch. Reads through the batch see the
 	// batch's own uncommitted writes layered over the committed state.
-	// Only one batch is written at a time (apply is single-threaded).
+	// The applier writes one batch at a time.
 	NewBatch() Batch
 	// NewSnapshot returns a consistent, read-only, point-in-time view of
 	// the committed state. Snapshots may be used concurrently with writes.
@@ -28,6 +28,9 @@ type Engine interface {
 	Sync() error
 	// Stats reports the engine's size.
 	Stats() EngineStats
+	// Close releases the engine. Batches committed before Close are
+	// still there when the engine is opened again (a clean shutdown is
+	// not a crash).
 	Close() error
 }
 
@@ -50,7 +53,8 @@ type Reader interface {
 }
 
 // Iterator walks keys of a Reader in byte order. Key and Value are valid
-// only until the next positioning call.
+// only until the next positioning call. If a value cannot be read, Value
+// returns nil and Error reports why.
 type Iterator interface {
 	First() bool
 	Last() bool
@@ -65,7 +69,8 @@ type Iterator interface {
 	Close() error
 }
 
-// Batch is a set of writes applied atomically by Commit.
+// Batch is a set of writes applied atomically by Commit. Set and Delete
+// copy their arguments; the caller may reuse them once the call returns.
 type Batch interface {
 	Reader
 	Set(key, value []byte) error

@@ -33,6 +33,17 @@ func spanOf(key, rangeEnd []byte) keySpan {
 	}
 }
 
+// contains reports whether k is in the span.
+func (s keySpan) contains(k []byte) bool {
+	switch {
+	case s.single:
+		return bytes.Equal(k, s.key)
+	case bytes.Compare(k, s.key) < 0:
+		return false
+	}
+	return s.end == nil || bytes.Compare(k, s.end) < 0
+}
+
 // empty reports whether the span can hold no key.
 func (s keySpan) empty() bool {
 	return !s.single && s.end != nil && bytes.Compare(s.key, s.end) >= 0
@@ -90,8 +101,9 @@ func visitLatest(r Reader, s keySpan, fn visitFunc) error {
 const maxNextPerKey = 3
 
 // visitAt visits the keys of s live at revision rev, reading history. For
-// each key it positions on the newest version at or below rev (one seek,
-// since versions are ordered newest first) and skips the older ones.
+// each key it positions on the newest version at or below rev (versions
+// are ordered newest first, so this is a seek, or a few Nexts) and then
+// skips the older ones.
 func visitAt(r Reader, s keySpan, rev int64, fn visitFunc) error {
 	if s.empty() {
 		return nil
@@ -111,7 +123,7 @@ func visitAt(r Reader, s keySpan, rev int64, fn visitFunc) error {
 		return err
 	}
 	var (
-		seek []byte
+		cur  []byte // the current key's history prefix, then a seek key
 		ukey []byte
 	)
 	ok := it.First()
@@ -121,22 +133,34 @@ func visitAt(r Reader, s keySpan, rev int64, fn visitFunc) error {
 			it.Close()
 			return err
 		}
-		if main > rev {
-			// Seek to the newest version at or below rev.
-			seek = append(append(seek[:0], prefix...), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-			putRevDesc(seek[len(prefix):], rev)
-			if !it.SeekGE(seek) {
+		cur = append(cur[:0], prefix...)
+		n := len(cur)
+		// Step to the newest version at or below rev.
+		for steps := 0; main > rev; steps++ {
+			if steps < maxNextPerKey {
+				ok = it.Next()
+			} else {
+				cur = append(cur[:n], make([]byte, revLen)...)
+				putRevDesc(cur[n:], rev)
+				ok = it.SeekGE(cur)
+				cur = cur[:n]
+			}
+			if !ok {
 				break
 			}
-			p, m, _, err := splitHistoryKey(it.Key())
-			if err != nil {
+			if prefix, main, _, err = splitHistoryKey(it.Key()); err != nil {
 				it.Close()
 				return err
 			}
-			if !bytes.Equal(p, seek[:len(prefix)]) {
-				continue // no version of that key at or below rev
+			if !bytes.Equal(prefix, cur) {
+				break // no version of that key at or below rev
 			}
-			prefix, main = p, m
+		}
+		if !ok {
+			break
+		}
+		if !bytes.Equal(prefix, cur) {
+			continue // positioned on the next key already
 		}
 		v := it.Value()
 		if len(v) == 0 {
@@ -147,7 +171,7 @@ func visitAt(r Reader, s keySpan, rev int64, fn visitFunc) error {
 			if err != nil {
 				return iterCorrupt(it, err)
 			}
-			ukey = unescapeHistoryPrefix(ukey[:0], prefix)
+			ukey = unescapeHistoryPrefix(ukey[:0], cur)
 			more, err := fn(ukey, m, value)
 			if err != nil || !more {
 				it.Close()
@@ -155,20 +179,16 @@ func visitAt(r Reader, s keySpan, rev int64, fn visitFunc) error {
 			}
 		}
 		// Skip the older versions of this key.
-		seek = append(seek[:0], prefix...)
-		ok = false
-		for i := 0; i < maxNextPerKey; i++ {
-			if !it.Next() {
+		for steps := 0; ; steps++ {
+			if steps < maxNextPerKey {
+				ok = it.Next()
+			} else {
+				cur[n-1] = escPastTerm
+				ok = it.SeekGE(cur)
+			}
+			if !ok || !bytes.HasPrefix(it.Key(), cur) {
 				break
 			}
-			if !bytes.HasPrefix(it.Key(), seek) {
-				ok = true
-				break
-			}
-		}
-		if !ok && it.Valid() {
-			seek[len(seek)-1] = escPastTerm
-			ok = it.SeekGE(seek)
 		}
 	}
 	return closeIter(it)
@@ -212,6 +232,41 @@ func newKeyValue(key []byte, m kvMeta, value []byte) *mvccpb.KeyValue {
 		kv.Value = append([]byte(nil), value...)
 	}
 	return kv
+}
+
+// kvArena allocates the KeyValues of one response, and their keys and
+// values, in blocks rather than one by one: a large Range costs a few
+// allocations instead of three per key. Every KeyValue keeps its block
+// alive, which is fine for the life of a response.
+type kvArena struct {
+	kvs []mvccpb.KeyValue
+	buf []byte
+}
+
+// newKV returns a KeyValue for key and m, with a copy of value unless
+// value is nil.
+func (a *kvArena) newKV(key []byte, m kvMeta, value []byte) *mvccpb.KeyValue {
+	if len(a.kvs) == cap(a.kvs) {
+		a.kvs = make([]mvccpb.KeyValue, 0, min(max(2*cap(a.kvs), 1), 1024))
+	}
+	a.kvs = a.kvs[:len(a.kvs)+1]
+	kv := &a.kvs[len(a.kvs)-1]
+	kv.Key = a.bytes(key)
+	if len(value) > 0 {
+		kv.Value = a.bytes(value)
+	}
+	kv.CreateRevision, kv.ModRevision, kv.Version, kv.Lease = m.create, m.mod, m.version, m.lease
+	return kv
+}
+
+// bytes returns a copy of b whose capacity ends with it.
+func (a *kvArena) bytes(b []byte) []byte {
+	if cap(a.buf)-len(a.buf) < len(b) {
+		a.buf = make([]byte, 0, max(len(b), min(2*cap(a.buf), 64<<10)))
+	}
+	n := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return a.buf[n:len(a.buf):len(a.buf)]
 }
 
 // getLatest returns the live version of key in r's latest view.

@@ -1,6 +1,7 @@
 package applier_test
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/applier/applytest"
+	"github.com/stratakv/strata/applier/kvmodel"
 )
 
 // envInt reads an integer knob from the environment.
@@ -41,11 +43,23 @@ func TestModelCheck(t *testing.T) {
 		Seed:        int64(seed),
 		Ops:         ops,
 		FS:          vfs.NewCrashableMem(),
-		Open:        func(fs vfs.FS) (applier.Engine, error) { return openTestPebble(fs, "db") },
+		Open:        func(fs vfs.FS) (applier.Engine, error) { return applier.OpenTestPebble(fs, "db") },
 		ReopenEvery: 5000,
 		CrashEvery:  5000,
+		Keys:        wideKeys,
 	})
 }
+
+// wideKeys adds keys that share a prefix to the default key space, so that
+// ranges return more than a dozen keys and sorts have ties (sort.Sort
+// sorts up to 12 elements by a stable insertion sort).
+var wideKeys = func() []string {
+	keys := append([]string(nil), kvmodel.DefaultKeys...)
+	for i := range 24 {
+		keys = append(keys, fmt.Sprintf("k%02d", i))
+	}
+	return keys
+}()
 
 // TestModelCheckDisk is a shorter run on Pebble on disk, with restarts.
 func TestModelCheckDisk(t *testing.T) {
@@ -55,7 +69,7 @@ func TestModelCheckDisk(t *testing.T) {
 		Seed:        int64(envInt(t, "STRATA_MODEL_SEED", 1)) + 1000,
 		Ops:         ops,
 		FS:          vfs.Default,
-		Open:        func(fs vfs.FS) (applier.Engine, error) { return openTestPebble(fs, dir) },
+		Open:        func(fs vfs.FS) (applier.Engine, error) { return applier.OpenTestPebble(fs, dir) },
 		ReopenEvery: 1000,
 	})
 }
@@ -71,7 +85,7 @@ func TestModelCheckSeeds(t *testing.T) {
 				Seed:      int64(seed) * 7919,
 				Ops:       2_000,
 				FS:        vfs.NewCrashableMem(),
-				Open:      func(fs vfs.FS) (applier.Engine, error) { return openTestPebble(fs, "db") },
+				Open:      func(fs vfs.FS) (applier.Engine, error) { return applier.OpenTestPebble(fs, "db") },
 				MaxTxnOps: 128, CompactionChunk: 1, CrashEvery: 400,
 			})
 		})

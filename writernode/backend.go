@@ -24,6 +24,12 @@ var (
 func (b *backend) Range(r *pb.RangeRequest) (*pb.RangeResponse, error) { return b.app.Range(r) }
 func (b *backend) ReadTxn(r *pb.TxnRequest) (*pb.TxnResponse, error)   { return b.app.ReadTxn(r) }
 
+func (b *backend) WaitCompaction(ctx context.Context, rev int64) error {
+	return b.app.WaitCompaction(ctx, rev)
+}
+
+func (b *backend) HashKV(rev int64) (applier.HashKVResult, error) { return b.app.HashKV(rev) }
+
 func (b *backend) LinearizableBarrier(ctx context.Context) error {
 	idx, err := b.node.ReadIndex(ctx)
 	if err != nil {

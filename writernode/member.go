@@ -68,9 +68,9 @@ type Member struct {
 	ready chan struct{}
 	stop  chan struct{}
 
-	// bootstrapping is set while the initial membership is applied, before
-	// raft runs; conf changes are then resolved locally.
-	bootstrapping bool
+	// bootstrapCS is non-nil while the initial membership is applied,
+	// before raft runs: conf changes then accumulate into it locally.
+	bootstrapCS *raftpb.ConfState
 	// lastRelease is the applied index at which the WAL was last released.
 	// Only the apply goroutine touches it.
 	lastRelease uint64
@@ -243,8 +243,8 @@ func (m *Member) recover() (pipeline.StartState, error) {
 }
 
 func (m *Member) bootstrap() error {
-	m.bootstrapping = true
-	defer func() { m.bootstrapping = false }()
+	m.bootstrapCS = &raftpb.ConfState{}
+	defer func() { m.bootstrapCS = nil }()
 	ents := make([]*raftpb.Entry, 0, len(m.id.Members))
 	for i, mem := range m.id.Members {
 		cc := &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(mem.ID)}
@@ -265,15 +265,13 @@ func (m *Member) bootstrap() error {
 // applyConfChange is the applier's hook for committed conf changes. During
 // bootstrap there is no raft yet and the initial voters are added one by one.
 func (m *Member) applyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
-	if m.bootstrapping {
-		cs := &raftpb.ConfState{}
-		if prev := m.app.Applied().ConfState; prev != nil {
-			cs = proto.Clone(prev).(*raftpb.ConfState)
-		}
+	if cs := m.bootstrapCS; cs != nil {
+		// All bootstrap entries go to the applier in one batch, so its
+		// Applied() is stale here: accumulate the voters ourselves.
 		for _, c := range cc.AsV2().GetChanges() {
 			cs.Voters = append(cs.Voters, c.GetNodeId())
 		}
-		return cs
+		return proto.Clone(cs).(*raftpb.ConfState)
 	}
 	return m.node.NextConfState(cc)
 }

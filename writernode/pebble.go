@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
@@ -59,6 +60,12 @@ func OpenPebble(dir string, opts PebbleOptions) (*PebbleEngine, error) {
 	if po.MemTableSize == 0 {
 		po.MemTableSize = 64 << 20
 	}
+	// Apply looks up every key it writes (for its create revision and
+	// version), and most puts of new keys miss: bloom filters answer
+	// those without reading data blocks.
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
 	if opts.Logger == nil {
 		po.Logger = pebbleLogger{zap.NewNop()}
 	}
@@ -99,8 +106,18 @@ func (e *PebbleEngine) Stats() applier.EngineStats {
 	return applier.EngineStats{SizeBytes: int64(m.DiskSpaceUsage()), LiveBytes: int64(live)}
 }
 
-// Close implements applier.Engine.
-func (e *PebbleEngine) Close() error { return e.db.Close() }
+// Close implements applier.Engine. Without Pebble's WAL the memtables are
+// flushed first, so that a clean restart replays nothing.
+func (e *PebbleEngine) Close() error {
+	var err error
+	if e.disableWAL {
+		err = e.db.Flush()
+	}
+	if cerr := e.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // DB returns the underlying Pebble database (for snapshots and tooling).
 func (e *PebbleEngine) DB() *pebble.DB { return e.db }

@@ -42,7 +42,15 @@ type ModelCheckConfig struct {
 	// CompactionChunk is the applier's CompactionChunk; 0: 7 (small, so
 	// that compaction runs take many steps).
 	CompactionChunk int
+	// Keys is the generator's key space; nil: kvmodel.DefaultKeys.
+	Keys []string
 }
+
+// Leases 7 and 9 exist; 8 does not.
+var (
+	testLeases      = []int64{7, 8, 9}
+	testLeaseExists = func(id int64) bool { return id == 7 || id == 9 }
+)
 
 // RunModelCheck drives an Applier on the configured engine with a random
 // request sequence and compares every response (with proto.Equal) and
@@ -68,12 +76,13 @@ func RunModelCheck(t testing.TB, cfg ModelCheckConfig) {
 		cfg:      cfg,
 		rng:      rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5eed)),
 		model:    kvmodel.New(),
-		gen:      kvmodel.NewGenerator(cfg.Seed, kvmodel.GenOptions{MaxTxnOps: cfg.MaxTxnOps}),
+		gen:      kvmodel.NewGenerator(cfg.Seed, kvmodel.GenOptions{MaxTxnOps: cfg.MaxTxnOps, Keys: cfg.Keys, Leases: testLeases}),
 		fs:       cfg.FS,
 		expected: map[uint64]want{},
 		term:     1,
 	}
 	h.model.MaxTxnOps = cfg.MaxTxnOps
+	h.model.LeaseExists = testLeaseExists
 	h.open()
 	defer h.close()
 	for i := 1; i <= cfg.Ops; i++ {
@@ -162,6 +171,7 @@ func (h *harness) open() {
 	app, err := applier.New(applier.Config{
 		Engine:          eng,
 		ApplyConfChange: confStateOf,
+		LeaseExists:     testLeaseExists,
 		Notify: func(id uint64, res applier.Result) {
 			if _, dup := h.got[id]; dup {
 				h.t.Fatalf("request %d notified twice", id)

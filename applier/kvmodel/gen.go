@@ -32,6 +32,9 @@ type GenOptions struct {
 	// malformed (empty keys, duplicate keys in a txn, bad enums, ...); 0
 	// means 3. A negative value means none.
 	InvalidPercent int
+	// EtcdSafe avoids txns that may make etcd v3.7 panic (MayCrashEtcd),
+	// for runs against a real etcd.
+	EtcdSafe bool
 	// CompactPercent is the share of Compact requests; 0 means 1. A
 	// negative value means none.
 	CompactPercent int
@@ -206,7 +209,7 @@ func (g *Generator) rangeReq() *pb.RangeRequest {
 
 func (g *Generator) put() *pb.PutRequest {
 	p := &pb.PutRequest{Key: g.key(), Value: g.value(), PrevKv: g.pct(30)}
-	if g.pct(5) {
+	if g.pct(15) {
 		p.Lease = g.o.Leases[g.rng.IntN(len(g.o.Leases))]
 	}
 	if g.pct(10) {
@@ -255,7 +258,7 @@ func (g *Generator) compare() *pb.Compare {
 	case pb.Compare_VALUE:
 		c.TargetUnion = &pb.Compare_Value{Value: g.value()}
 	case pb.Compare_LEASE:
-		c.TargetUnion = &pb.Compare_Lease{Lease: int64(g.rng.IntN(2)) * g.o.Leases[0]}
+		c.TargetUnion = &pb.Compare_Lease{Lease: []int64{0, g.o.Leases[g.rng.IntN(len(g.o.Leases))]}[g.rng.IntN(2)]}
 	}
 	return c
 }
@@ -268,6 +271,9 @@ func (g *Generator) txn(depth, budget int) *pb.TxnRequest {
 	careful := !g.invalid && depth == 0 && g.pct(80)
 	for try := 0; ; try++ {
 		t := g.txnOnce(depth, budget)
+		if depth == 0 && g.o.EtcdSafe && MayCrashEtcd(t) {
+			continue
+		}
 		if !careful || try >= 8 || CheckTxn(t, g.o.MaxTxnOps) == nil {
 			return t
 		}

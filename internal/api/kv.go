@@ -28,6 +28,11 @@ type Backend interface {
 	// Propose replicates a write through raft and returns the applier's
 	// result once the write is applied locally.
 	Propose(ctx context.Context, r *pb.InternalRaftRequest) (applier.Result, error)
+	// WaitCompaction returns once the state machine has physically
+	// removed what a compaction at rev made unreachable.
+	WaitCompaction(ctx context.Context, rev int64) error
+	// HashKV hashes the MVCC state at rev (0 for the current one).
+	HashKV(rev int64) (applier.HashKVResult, error)
 	// Header returns a response header with this member's cluster ID,
 	// member ID and current raft term.
 	Header() *pb.ResponseHeader
@@ -129,6 +134,13 @@ func (s *KV) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Compacti
 		return nil, err
 	}
 	out := resp.(*pb.CompactionResponse)
+	if r.Physical {
+		// etcd answers a physical compaction only once the compacted
+		// versions are gone from the backend.
+		if err := s.b.WaitCompaction(ctx, r.Revision); err != nil {
+			return nil, togRPCError(err)
+		}
+	}
 	s.fill(out.Header)
 	return out, nil
 }

@@ -77,6 +77,24 @@ func (s *Maintenance) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmR
 	return &pb.AlarmResponse{Header: s.b.Header()}, nil
 }
 
+// HashKV implements etcd's Maintenance.HashKV for this member. The hash is
+// strata's own (engine-independent, see applier.HashKV): it is comparable
+// between strata members, not with etcd's.
+func (s *Maintenance) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	res, err := s.b.HashKV(r.Revision)
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	h := s.b.Header()
+	h.Revision = res.Rev
+	return &pb.HashKVResponse{
+		Header:          h,
+		Hash:            res.Hash,
+		CompactRevision: res.CompactRev,
+		HashRevision:    res.HashRev,
+	}, nil
+}
+
 // Defragment implements etcd's Maintenance.Defragment. An LSM reclaims space
 // by compaction in the background, so there is nothing to do: the call
 // succeeds at once (docs/compat.md).
