@@ -82,6 +82,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("pipeline: applied index %d is past the durable commit index %d: the log lost committed entries",
 			c.Start.AppliedIndex, hs.GetCommit())
 	}
+	if hs := c.Start.HardState; hs != nil && hs.GetCommit() > c.Start.AppliedIndex+uint64(len(c.Start.Entries)) {
+		return fmt.Errorf("pipeline: commit index %d is past the last logged entry %d: the log lost committed entries",
+			hs.GetCommit(), c.Start.AppliedIndex+uint64(len(c.Start.Entries)))
+	}
 	next := c.Start.AppliedIndex + 1
 	for _, e := range c.Start.Entries {
 		if e.GetIndex() != next {
@@ -149,6 +153,17 @@ type readResult struct {
 
 // Start creates the raft node from cfg.Start and starts its goroutines.
 func Start(cfg Config) (*Node, error) {
+	n, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n.Run()
+	return n, nil
+}
+
+// New creates the raft node from cfg.Start without starting it, so that the
+// caller can make the node reachable (say, from its apply stage) before Run.
+func New(cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -212,12 +227,16 @@ func Start(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("pipeline: campaign: %w", err)
 		}
 	}
+	return n, nil
+}
+
+// Run starts the node's goroutines. It must be called exactly once.
+func (n *Node) Run() {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); n.run() }()
 	go func() { defer wg.Done(); n.runApply() }()
 	go func() { wg.Wait(); close(n.done) }()
-	return n, nil
 }
 
 // Propose hands data to raft as one entry. It returns once raft has accepted
@@ -382,6 +401,9 @@ func (n *Node) handleReady(reads *readBatcher) error {
 	for _, rs := range rd.ReadStates {
 		reads.resolve(rs)
 	}
+	// Publish the new commit index before the apply stage can publish an
+	// applied index past the old one: Status never shows applied > commit.
+	n.updateStatus(rd)
 	if len(rd.CommittedEntries) > 0 {
 		for _, e := range rd.CommittedEntries {
 			if err := n.maybeApplyConfChange(e); err != nil {
@@ -390,7 +412,6 @@ func (n *Node) handleReady(reads *readBatcher) error {
 		}
 		n.apply.push(rd.CommittedEntries)
 	}
-	n.updateStatus(rd)
 	n.rn.Advance(rd)
 	return nil
 }
@@ -546,10 +567,11 @@ func (b *readBatcher) resolve(rs raft.ReadState) {
 	b.inflight = nil
 }
 
-// tick re-arms a ReadIndex that got no answer within an election timeout
-// (raft drops it silently when there is no leader), and forgets waiters
-// whose callers have gone.
+// tick forgets waiters whose callers have gone, and re-arms a ReadIndex
+// that got no answer within an election timeout (raft drops it silently
+// when leadership is lost mid-round).
 func (b *readBatcher) tick(electionTicks int) {
+	b.pending = liveWaiters(b.pending)
 	if len(b.inflight) == 0 {
 		return
 	}
@@ -557,15 +579,19 @@ func (b *readBatcher) tick(electionTicks int) {
 	if b.age < electionTicks {
 		return
 	}
-	var live []*readWaiter
-	for _, ws := range [][]*readWaiter{b.inflight, b.pending} {
-		for _, w := range ws {
-			if w.ctx.Err() == nil {
-				live = append(live, w)
-			}
+	b.pending = append(liveWaiters(b.inflight), b.pending...)
+	b.inflight = nil
+}
+
+func liveWaiters(ws []*readWaiter) []*readWaiter {
+	live := ws[:0]
+	for _, w := range ws {
+		if w.ctx.Err() == nil {
+			live = append(live, w)
 		}
 	}
-	b.pending, b.inflight = live, nil
+	clear(ws[len(live):])
+	return live
 }
 
 func (b *readBatcher) failAll(err error) {

@@ -51,6 +51,7 @@ var errProposalDropped = raft.ErrProposalDropped
 
 // Defaults for Config's bounds.
 const (
+	DefaultMaxRequestBytes    = 1572864 // etcd's --max-request-bytes default
 	DefaultMaxEntryBytes      = 1 << 20
 	DefaultMaxEntryRequests   = 1024
 	DefaultMaxInflightEntries = 4
@@ -103,6 +104,9 @@ func New(cfg Config) *Proposer {
 	}
 	if cfg.MaxQueuedBytes <= 0 {
 		cfg.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 7 * time.Second
@@ -159,6 +163,10 @@ func (p *Proposer) Propose(ctx context.Context, req *pb.InternalRaftRequest) (ap
 func (p *Proposer) Notify(id uint64, res applier.Result) {
 	p.mu.Lock()
 	w, ok := p.mu.waiters[id]
+	// A waiter still queued has not been proposed, so this result belongs
+	// to some other request that carried the same ID (an entry replayed
+	// from before a restart whose clock went backwards): not ours.
+	ok = ok && w.batch != nil
 	if ok {
 		delete(p.mu.waiters, id)
 		p.releaseLocked(w)
@@ -189,7 +197,9 @@ func (p *Proposer) enqueue(w *waiter) error {
 	if p.mu.stopped {
 		return rpctypes.ErrGRPCStopped
 	}
-	if p.mu.queuedBytes+len(w.data) > p.cfg.MaxQueuedBytes {
+	// An empty queue admits any request (it already passed the request
+	// size limit), so a limit above MaxQueuedBytes cannot lock writes out.
+	if len(p.mu.queue) > 0 && p.mu.queuedBytes+len(w.data) > p.cfg.MaxQueuedBytes {
 		return rpctypes.ErrGRPCRequestTooManyRequests
 	}
 	p.mu.queue = append(p.mu.queue, w)
@@ -214,7 +224,9 @@ func (p *Proposer) abandon(w *waiter) {
 	if w.batch == nil {
 		for i, q := range p.mu.queue {
 			if q == w {
+				n := len(p.mu.queue)
 				p.mu.queue = append(p.mu.queue[:i], p.mu.queue[i+1:]...)
+				p.mu.queue[:n][n-1] = nil // let the waiter be collected
 				p.mu.queuedBytes -= len(w.data)
 				break
 			}
@@ -291,7 +303,9 @@ func (p *Proposer) takeBatch() []*waiter {
 	}
 	ws := make([]*waiter, n)
 	copy(ws, p.mu.queue[:n])
-	p.mu.queue = append(p.mu.queue[:0], p.mu.queue[n:]...)
+	rest := copy(p.mu.queue, p.mu.queue[n:])
+	clear(p.mu.queue[rest:]) // let proposed waiters be collected
+	p.mu.queue = p.mu.queue[:rest]
 	p.mu.queuedBytes -= size
 	b := &batch{pending: n}
 	for _, w := range ws {

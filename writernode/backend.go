@@ -2,12 +2,15 @@ package writernode
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
+	"github.com/stratakv/strata/pipeline"
 )
 
 // backend is the Member as the API services see it: reads from the
@@ -21,16 +24,51 @@ var (
 	_ api.LeaderSource = (*backend)(nil)
 )
 
-func (b *backend) Range(r *pb.RangeRequest) (*pb.RangeResponse, error) { return b.app.Range(r) }
-func (b *backend) ReadTxn(r *pb.TxnRequest) (*pb.TxnResponse, error)   { return b.app.ReadTxn(r) }
+func (b *backend) Range(r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	resp, err := b.app.Range(r)
+	return resp, stoppedErr(err)
+}
+
+func (b *backend) ReadTxn(r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	resp, err := b.app.ReadTxn(r)
+	return resp, stoppedErr(err)
+}
+
+// stoppedErr turns the stages' "stopped" errors into etcd's, which clients
+// know to retry on another member (Unavailable).
+func stoppedErr(err error) error {
+	if errors.Is(err, pipeline.ErrStopped) || errors.Is(err, applier.ErrClosed) {
+		return rpctypes.ErrGRPCStopped
+	}
+	return err
+}
+
+// requestTimeout is etcd's ReqTimeout: 5s plus two election timeouts.
+func (b *backend) requestTimeout() time.Duration {
+	return 5*time.Second + 2*time.Duration(b.cfg.ElectionTicks)*b.cfg.TickInterval
+}
 
 func (b *backend) WaitCompaction(ctx context.Context, rev int64) error {
-	return b.app.WaitCompaction(ctx, rev)
+	return stoppedErr(b.app.WaitCompaction(ctx, rev))
 }
 
 func (b *backend) HashKV(rev int64) (applier.HashKVResult, error) { return b.app.HashKV(rev) }
 
+// LinearizableBarrier waits for a ReadIndex round and for the applier to
+// catch up with it, for at most etcd's request timeout: a read that cannot
+// be confirmed (no leader) fails with "request timed out" rather than
+// waiting as long as the client does.
 func (b *backend) LinearizableBarrier(ctx context.Context) error {
+	tctx, cancel := context.WithTimeout(ctx, b.requestTimeout())
+	defer cancel()
+	err := b.barrier(tctx)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return rpctypes.ErrGRPCTimeout
+	}
+	return stoppedErr(err)
+}
+
+func (b *backend) barrier(ctx context.Context) error {
 	idx, err := b.node.ReadIndex(ctx)
 	if err != nil {
 		return err

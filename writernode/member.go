@@ -113,7 +113,15 @@ func Start(cfg Config) (*Member, error) {
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		RequestTimeout:  5*time.Second + 2*time.Duration(cfg.ElectionTicks)*cfg.TickInterval,
 	})
-	m.node, err = pipeline.Start(pipeline.Config{
+	if n := len(start.ConfState.GetVoters()); n != 1 {
+		// Without a peer transport a multi-voter cluster would never elect
+		// a leader and hang silently; say so instead.
+		m.prop.Stop()
+		return nil, fmt.Errorf("this build of strata runs single-member clusters only; the initial cluster has %d voting members", n)
+	}
+	// New, not Start: the apply stage reaches the node (conf changes, log
+	// compaction), so m.node must be set before its goroutines run.
+	m.node, err = pipeline.New(pipeline.Config{
 		ID:            m.id.MemberID,
 		TickInterval:  cfg.TickInterval,
 		ElectionTicks: cfg.ElectionTicks,
@@ -127,6 +135,7 @@ func Start(cfg Config) (*Member, error) {
 		m.prop.Stop()
 		return nil, err
 	}
+	m.node.Run()
 	m.grpc = api.NewServer(api.ServerConfig{
 		Backend:         (*backend)(m),
 		Status:          (*backend)(m),
@@ -361,13 +370,19 @@ func (m *Member) Health(ctx context.Context, serializable bool) error {
 // HasLeader reports whether the member knows a leader.
 func (m *Member) HasLeader() bool { return (*backend)(m).HasLeader() }
 
-// Stop stops serving, the stages and the storage, in that order.
+// Stop stops the member. Callers of its services get etcd's "server
+// stopped": the proposer fails waiting writes, the node fails waiting reads,
+// the applier wakes everything waiting on it; then the gRPC server waits for
+// its handlers to return, and only then is the storage closed, so no read
+// runs against a closed engine. HTTP handlers must be stopped by the caller
+// first (they read the applier too).
 func (m *Member) Stop() {
 	m.stopOnce.Do(func() {
 		close(m.stop)
-		m.grpc.Stop()
 		m.prop.Stop()
 		m.node.Stop()
+		m.app.Close()
+		m.grpc.Stop()
 		if err := m.eng.Sync(); err != nil {
 			m.lg.Warn("sync state machine on stop", zap.Error(err))
 		}

@@ -139,22 +139,24 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 			}
 		}()
 	}
-	// Closing a listener is what ends its server (deferred above), so the
-	// servers are stopped on every way out.
-	defer wg.Wait()
-
-	select {
-	case s := <-sigc:
-		lg.Info("received signal; shutting down", zap.String("signal", s.String()))
+	// Shut down outside-in: closing the listeners ends the servers (and
+	// with them every HTTP handler), then the member stops its stages and
+	// waits for gRPC handlers before closing storage.
+	shutdown := func() {
 		for _, l := range lis {
 			l.Close()
 		}
-		lis = nil
-		m.Stop()
 		wg.Wait()
+		m.Stop()
+	}
+	select {
+	case s := <-sigc:
+		lg.Info("received signal; shutting down", zap.String("signal", s.String()))
+		shutdown()
 		lg.Info("stopped strata")
 		return nil
 	case <-m.Done():
+		shutdown()
 		return fmt.Errorf("member stopped: %v", m.Err())
 	}
 }
