@@ -142,7 +142,7 @@ func Start(cfg Config) (*Member, error) {
 		Membership:      (*backend)(m),
 		Leader:          (*backend)(m),
 		Versions:        cfg.Versions,
-		Limits:          api.Limits{MaxTxnOps: cfg.MaxTxnOps},
+		Limits:          api.Limits{MaxTxnOps: cfg.MaxTxnOps, MaxRequestBytes: cfg.MaxRequestBytes},
 		MaxRequestBytes: cfg.MaxRequestBytes,
 	})
 	go m.waitReady()

@@ -7,10 +7,14 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"math"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/stratakv/strata/applier"
@@ -41,6 +45,8 @@ type Backend interface {
 // Limits are the request limits etcd enforces at its gRPC layer.
 type Limits struct {
 	MaxTxnOps int
+	// MaxRequestBytes is also the size RangeStream aims its chunks at.
+	MaxRequestBytes int
 }
 
 // KV implements etcdserverpb.KVServer.
@@ -69,6 +75,109 @@ func (s *KV) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, 
 	}
 	s.fill(resp.Header)
 	return resp, nil
+}
+
+// initialStreamChunkLimit is the key count of RangeStream's first chunk.
+const initialStreamChunkLimit = 10
+
+// RangeStream implements etcd v3.7's RangeStream: the result of a Range, in
+// key order, as a stream of chunks whose merge (proto.Merge) is the Range
+// response. The revision is pinned by the first chunk; only the last chunk
+// carries the header, more and count. Chunks start at 10 keys and double or
+// halve to land near --max-request-bytes. As in etcd, custom sort orders and
+// revision filters are refused with Unimplemented.
+func (s *KV) RangeStream(r *pb.RangeRequest, rs pb.KV_RangeStreamServer) error {
+	if err := applier.CheckRangeRequest(r); err != nil {
+		return err
+	}
+	if !isDefaultOrdering(r) {
+		return status.Errorf(codes.Unimplemented, "RangeStream does not support custom sort orders")
+	}
+	if r.MinModRevision != 0 || r.MaxModRevision != 0 || r.MinCreateRevision != 0 || r.MaxCreateRevision != 0 {
+		return status.Errorf(codes.Unimplemented, "RangeStream does not support revision filters")
+	}
+	if !r.Serializable {
+		if err := s.b.LinearizableBarrier(rs.Context()); err != nil {
+			return togRPCError(err)
+		}
+	}
+	r = proto.Clone(r).(*pb.RangeRequest)
+	if r.CountOnly {
+		resp, err := s.b.Range(r)
+		if err != nil {
+			return togRPCError(err)
+		}
+		out := &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: resp.Header.Revision}, Count: resp.Count}
+		s.fill(out.Header)
+		return rs.Send(&pb.RangeStreamResponse{RangeResponse: out})
+	}
+	total := r.Limit
+	if total == 0 {
+		total = math.MaxInt64
+	}
+	r.Limit = min(initialStreamChunkLimit, total)
+	var sent, headerRev int64
+	for {
+		resp, err := s.b.Range(r)
+		if err != nil {
+			return togRPCError(err)
+		}
+		if headerRev == 0 {
+			// Pin the stream to the revision current when it began.
+			headerRev = resp.Header.Revision
+			if r.Revision == 0 {
+				r.Revision = headerRev
+			}
+		}
+		sent += int64(len(resp.Kvs))
+		var next []byte
+		if resp.More {
+			next = append(bytes.Clone(resp.Kvs[len(resp.Kvs)-1].Key), 0)
+		}
+		out := &pb.RangeResponse{Kvs: resp.Kvs}
+		done := !resp.More || sent == total
+		if done {
+			out.Header = &pb.ResponseHeader{Revision: headerRev}
+			out.More = resp.More
+			out.Count = sent
+			if resp.More {
+				rest, err := s.b.Range(&pb.RangeRequest{Key: next, RangeEnd: r.RangeEnd, Revision: r.Revision, CountOnly: true, Serializable: true})
+				if err != nil {
+					return togRPCError(err)
+				}
+				out.Count += rest.Count
+			}
+			s.fill(out.Header)
+		}
+		if err := rs.Send(&pb.RangeStreamResponse{RangeResponse: out}); err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		r.Key = next
+		r.Limit = min(adjustChunkLimit(r.Limit, proto.Size(resp), s.limits.MaxRequestBytes), total-sent)
+	}
+}
+
+// isDefaultOrdering reports whether a Range comes back in key order without
+// sorting, which is all RangeStream serves.
+func isDefaultOrdering(r *pb.RangeRequest) bool {
+	return r.SortOrder == pb.RangeRequest_NONE ||
+		(r.SortTarget == pb.RangeRequest_KEY && r.SortOrder == pb.RangeRequest_ASCEND)
+}
+
+// adjustChunkLimit doubles the next chunk's key count when the last chunk
+// was under half the target size and halves it when over twice, never
+// below one (a zero limit would mean "everything").
+func adjustChunkLimit(last int64, lastSize, target int) int64 {
+	switch {
+	case lastSize < target/2:
+		last *= 2
+	case lastSize > target*2:
+		last /= 2
+	}
+	return max(last, 1)
 }
 
 // Put implements etcd's Put.
