@@ -27,8 +27,11 @@ var (
 
 // LogStore is the durable raft log the append stage writes to (the WAL).
 type LogStore interface {
-	// Save makes hs (unless empty) and ents durable before returning.
-	Save(hs *raftpb.HardState, ents []*raftpb.Entry) error
+	// Save appends hs (unless empty) and ents in order. With mustSync it
+	// returns only once they are durable. Without, they may be lost in a
+	// crash: raft asks for no sync when only the commit index moved, which
+	// a restart recovers (an applied entry is committed by definition).
+	Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error
 }
 
 // StartState is what the node restarts from: the state machine's applied
@@ -383,7 +386,7 @@ func (n *Node) handleReady(reads *readBatcher) error {
 		if hs == nil {
 			hs = &raftpb.HardState{}
 		}
-		if err := n.cfg.Log.Save(hs, rd.Entries); err != nil {
+		if err := n.cfg.Log.Save(hs, rd.Entries, rd.MustSync); err != nil {
 			return fmt.Errorf("pipeline: append to log: %w", err)
 		}
 	}

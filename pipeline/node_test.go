@@ -21,7 +21,7 @@ type memLog struct {
 	ents []*raftpb.Entry
 }
 
-func (l *memLog) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
+func (l *memLog) Save(hs *raftpb.HardState, ents []*raftpb.Entry, _ bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if hs != nil && hs.GetTerm() != 0 {

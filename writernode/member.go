@@ -225,6 +225,12 @@ func (m *Member) recover() (pipeline.StartState, error) {
 			return pipeline.StartState{}, err
 		}
 	}
+	if hs.GetCommit() < as.Index {
+		// A HardState that only advanced the commit index is not fsynced
+		// (raft's MustSync), so the engine may be ahead of the durable
+		// commit index; what it applied was committed all the same.
+		hs = &raftpb.HardState{Term: hs.Term, Vote: hs.Vote, Commit: new(as.Index)}
+	}
 	var after []*raftpb.Entry
 	for _, e := range ents {
 		if e.GetIndex() > as.Index {
@@ -400,4 +406,10 @@ func (r *raftProxy) Propose(ctx context.Context, data []byte) error {
 // walStore adapts the WAL to the pipeline's LogStore.
 type walStore struct{ w *wal.WAL }
 
-func (s walStore) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error { return s.w.Save(hs, ents) }
+func (s walStore) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error {
+	if mustSync {
+		return s.w.Save(hs, ents)
+	}
+	_, err := s.w.Append(hs, ents)
+	return err
+}

@@ -86,6 +86,9 @@ func TestRestartKeepsStateAndIdentity(t *testing.T) {
 	if resp.Count != 20 || resp.Header.Revision != rev {
 		t.Fatalf("after restart: count %d at revision %d, want 20 at %d", resp.Count, resp.Header.Revision, rev)
 	}
+	if st := (*backend)(m).Status(); st.DBSize <= 0 || st.DBSizeInUse <= 0 || st.DBSizeInUse > st.DBSize {
+		t.Fatalf("status sizes: in use %d of %d", st.DBSizeInUse, st.DBSize)
+	}
 	if got := mustPut(t, m, "after", "restart"); got != rev+1 {
 		t.Fatalf("first write after restart got revision %d, want %d", got, rev+1)
 	}

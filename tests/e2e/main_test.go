@@ -64,7 +64,7 @@ func testMain(m *testing.M) int {
 }
 
 // needEtcd skips the test if the suite cannot run here.
-func needEtcd(t *testing.T) *Binaries {
+func needEtcd(t testing.TB) *Binaries {
 	t.Helper()
 	if skipReason != "" {
 		t.Skip(skipReason)
@@ -74,7 +74,7 @@ func needEtcd(t *testing.T) *Binaries {
 }
 
 // needSubject also requires the subject (strata) binary.
-func needSubject(t *testing.T) *Binaries {
+func needSubject(t testing.TB) *Binaries {
 	t.Helper()
 	b := needEtcd(t)
 	if b.SubjectErr != nil {
