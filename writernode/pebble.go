@@ -107,7 +107,7 @@ func (e *PebbleEngine) Stats() applier.EngineStats {
 	// overstate it: an arena is allocated whole.) Every term is also
 	// counted in DiskSpaceUsage, so in-use never exceeds the size, as
 	// clients computing "percentage not in use" expect.
-	live := m.Table.Local.LiveSize + m.BlobFiles.Local.LiveSize + m.WAL.PhysicalSize
+	live := m.Table.Local.LiveSize + m.BlobFiles.Local.LiveSize + max(m.WAL.Size, m.WAL.PhysicalSize)
 	size := m.DiskSpaceUsage()
 	return applier.EngineStats{SizeBytes: int64(size), LiveBytes: int64(min(live, size))}
 }
