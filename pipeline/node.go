@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -64,8 +63,17 @@ type Config struct {
 	// Apply is the apply stage: it receives committed entries in index
 	// order, exactly once each (per process lifetime), on one goroutine. An
 	// error stops the node.
-	Apply  func(ents []*raftpb.Entry) error
-	Logger *zap.Logger
+	Apply func(ents []*raftpb.Entry) error
+	// Transport carries messages to the other members; nil for a member
+	// that is alone in its cluster.
+	Transport Transport
+	Logger    *zap.Logger
+}
+
+// Transport sends raft messages to other members. Send must not block:
+// raft tolerates lost messages, a stalled raft loop it does not.
+type Transport interface {
+	Send(msgs []*raftpb.Message)
 }
 
 func (c *Config) validate() error {
@@ -111,18 +119,40 @@ type Status struct {
 
 // Node is the raft loop of a writer member. Its methods are safe for
 // concurrent use.
+//
+// Three goroutines, one per stage, connected by queues that never block
+// the raft goroutine (raft's AsyncStorageWrites):
+//
+//   - the raft goroutine owns the RawNode: it steps ticks, proposals, reads
+//     and received messages, and routes each Ready's messages — to peers at
+//     once, MsgStorageAppend to the append stage, MsgStorageApply to the
+//     apply stage;
+//   - the append stage writes entries and HardState to the log (one fsync
+//     for everything queued), updates raft's in-memory storage, and only
+//     then delivers the append's responses (votes, MsgAppResp) — the
+//     Ready contract's "durable before acknowledged";
+//   - the apply stage hands committed entries to the state machine in
+//     order and then delivers the apply's responses.
+//
+// So the leader sends entries to followers while it is still fsyncing them
+// itself (raft thesis §10.2.1), the next append proceeds while earlier
+// entries are applied, and appends queued behind a slow fsync share the
+// next one.
 type Node struct {
 	cfg     Config
 	lg      *zap.Logger
 	storage *raft.MemoryStorage
-	rn      *raft.RawNode // owned by the run goroutine
+	rn      *raft.RawNode // owned by the raft goroutine
 
 	proposeC chan proposal
 	readC    chan *readWaiter
+	recvC    chan *raftpb.Message // from the network
+	local    msgQueue             // from the stages back to raft
 	stopC    chan struct{}
-	done     chan struct{} // closed when both goroutines have exited
+	done     chan struct{} // closed when every goroutine has exited
 
-	apply applyQueue
+	appendQ msgQueue
+	applyQ  msgQueue
 
 	// confStates carries the ConfState computed by the raft goroutine for
 	// each committed conf change to the apply stage, in log order.
@@ -197,16 +227,17 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
-		ID:              cfg.ID,
-		ElectionTick:    cfg.ElectionTicks,
-		HeartbeatTick:   1,
-		Storage:         st,
-		Applied:         cfg.Start.AppliedIndex,
-		MaxSizePerMsg:   1 << 20,
-		MaxInflightMsgs: 512,
-		CheckQuorum:     true,
-		PreVote:         true,
-		Logger:          &raftLogger{lg.Named("raft").WithOptions(zap.AddCallerSkip(1)).Sugar()},
+		ID:                 cfg.ID,
+		ElectionTick:       cfg.ElectionTicks,
+		HeartbeatTick:      1,
+		Storage:            st,
+		Applied:            cfg.Start.AppliedIndex,
+		AsyncStorageWrites: true,
+		MaxSizePerMsg:      1 << 20,
+		MaxInflightMsgs:    512,
+		CheckQuorum:        true,
+		PreVote:            true,
+		Logger:             &raftLogger{lg.Named("raft").WithOptions(zap.AddCallerSkip(1)).Sugar()},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
@@ -218,10 +249,13 @@ func New(cfg Config) (*Node, error) {
 		rn:       rn,
 		proposeC: make(chan proposal),
 		readC:    make(chan *readWaiter),
+		recvC:    make(chan *raftpb.Message, 4096),
 		stopC:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	n.apply.init()
+	n.local.init()
+	n.appendQ.init()
+	n.applyQ.init()
 	n.mu.status = Status{ID: cfg.ID, Commit: hs.GetCommit(), Applied: cfg.Start.AppliedIndex, Term: hs.GetTerm()}
 	// A lone voter campaigns at once rather than waiting out an election
 	// timeout: there is nobody to disagree with.
@@ -236,15 +270,16 @@ func New(cfg Config) (*Node, error) {
 // Run starts the node's goroutines. It must be called exactly once.
 func (n *Node) Run() {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); n.run() }()
+	go func() { defer wg.Done(); n.runAppend() }()
 	go func() { defer wg.Done(); n.runApply() }()
 	go func() { wg.Wait(); close(n.done) }()
 }
 
 // Propose hands data to raft as one entry. It returns once raft has accepted
 // or refused the proposal — not when it commits; the caller learns the
-// outcome from the apply stage.
+// outcome from the apply stage. A follower forwards it to the leader.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
 	p := proposal{data: data, errC: make(chan error, 1)}
 	select {
@@ -257,6 +292,19 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 	select {
 	case err := <-p.errC:
 		return err
+	case <-n.stopC:
+		return ErrStopped
+	}
+}
+
+// Step delivers a message received from a peer. It blocks (pushing back on
+// the sender's stream) only while the raft goroutine is that far behind.
+func (n *Node) Step(ctx context.Context, m *raftpb.Message) error {
+	select {
+	case n.recvC <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	case <-n.stopC:
 		return ErrStopped
 	}
@@ -314,8 +362,7 @@ func (n *Node) CompactLog(index uint64) {
 	}
 }
 
-// Stop stops the node and waits for its goroutines to exit. Entries already
-// handed to the apply stage are applied first.
+// Stop stops the node and waits for its goroutines to exit.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() { close(n.stopC) })
 	<-n.done
@@ -343,7 +390,8 @@ func (n *Node) fail(err error) {
 
 // run is the raft goroutine: the only one that touches n.rn.
 func (n *Node) run() {
-	defer n.apply.close()
+	defer n.appendQ.close()
+	defer n.applyQ.close()
 	ticker := n.cfg.Clock.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 
@@ -370,58 +418,93 @@ func (n *Node) run() {
 			p.errC <- n.rn.Propose(p.data)
 		case w := <-n.readC:
 			reads.add(w)
+		case m := <-n.recvC:
+			n.step(m)
+		case <-n.local.signal:
+			for _, m := range n.local.popAll() {
+				n.step(m)
+			}
 		case <-n.stopC:
 			return
 		}
 	}
 }
 
+// step feeds a message to raft. Errors are raft's verdict on a message
+// (a peer we no longer know, a stale local response) and are not the
+// node's failure.
+func (n *Node) step(m *raftpb.Message) {
+	if err := n.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+		n.lg.Debug("raft refused a message", zap.Stringer("type", m.GetType()), zap.Uint64("from", m.GetFrom()), zap.Error(err))
+	}
+}
+
+// handleReady routes one Ready. In async mode there is no Advance: the
+// stages acknowledge through the response messages they deliver.
 func (n *Node) handleReady(reads *readBatcher) error {
 	rd := n.rn.Ready()
-	// Append stage: durable before anything depends on it. (The pipelined
-	// multi-member path overlaps this with sending; a lone member has no
-	// one to send to.)
-	if !raft.IsEmptyHardState(rd.HardState) || len(rd.Entries) > 0 {
-		hs := rd.HardState
-		if hs == nil {
-			hs = &raftpb.HardState{}
-		}
-		if err := n.cfg.Log.Save(hs, rd.Entries, rd.MustSync); err != nil {
-			return fmt.Errorf("pipeline: append to log: %w", err)
-		}
-	}
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		return errors.New("pipeline: installing raft snapshots is not supported on a writer yet")
-	}
-	if err := n.storage.Append(rd.Entries); err != nil {
-		return fmt.Errorf("pipeline: memory log: %w", err)
-	}
-	if hs := rd.HardState; hs != nil && !raft.IsEmptyHardState(hs) {
-		if err := n.storage.SetHardState(hs); err != nil {
-			return err
-		}
-	}
 	for _, rs := range rd.ReadStates {
 		reads.resolve(rs)
 	}
-	// Publish the new commit index before the apply stage can publish an
-	// applied index past the old one: Status never shows applied > commit.
-	n.updateStatus(rd)
-	if len(rd.CommittedEntries) > 0 {
-		for _, e := range rd.CommittedEntries {
-			if err := n.maybeApplyConfChange(e); err != nil {
-				return err
+	var remote []*raftpb.Message
+	for _, m := range rd.Messages {
+		switch m.GetTo() {
+		case raft.LocalAppendThread:
+			if !raft.IsEmptySnap(m.GetSnapshot()) {
+				return errors.New("pipeline: installing raft snapshots is not supported on a writer yet")
 			}
+			n.appendQ.push(m)
+		case raft.LocalApplyThread:
+			// Tell raft about conf changes as they are handed to the
+			// apply stage, which stores the resulting ConfState with the
+			// entry's index (NextConfState).
+			for _, e := range m.GetEntries() {
+				if err := n.maybeApplyConfChange(e); err != nil {
+					return err
+				}
+			}
+			n.applyQ.push(m)
+		default:
+			remote = append(remote, m)
 		}
-		n.apply.push(rd.CommittedEntries)
 	}
-	n.rn.Advance(rd)
+	n.send(remote)
+	n.updateStatus()
 	return nil
 }
 
-// maybeApplyConfChange tells raft about a committed conf change as it is
-// handed to the apply stage, and queues the resulting ConfState for the
-// applier, which stores it with the entry's index.
+// send hands messages for other members to the transport.
+func (n *Node) send(msgs []*raftpb.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	if n.cfg.Transport == nil {
+		n.lg.Warn("no transport: dropping messages to peers", zap.Int("count", len(msgs)))
+		return
+	}
+	n.cfg.Transport.Send(msgs)
+}
+
+// deliver routes a stage's response messages: to this node through the
+// local queue, to peers through the transport.
+func (n *Node) deliver(resps []*raftpb.Message) {
+	var remote []*raftpb.Message
+	var local []*raftpb.Message
+	for _, r := range resps {
+		if r.GetTo() == n.cfg.ID {
+			local = append(local, r)
+		} else {
+			remote = append(remote, r)
+		}
+	}
+	n.send(remote)
+	if len(local) > 0 {
+		n.local.push(local...)
+	}
+}
+
+// maybeApplyConfChange tells raft about a committed conf change and queues
+// the resulting ConfState for the applier.
 func (n *Node) maybeApplyConfChange(e *raftpb.Entry) error {
 	var cc raftpb.ConfChangeI
 	switch e.GetType() {
@@ -447,7 +530,7 @@ func (n *Node) maybeApplyConfChange(e *raftpb.Entry) error {
 	return nil
 }
 
-func (n *Node) updateStatus(rd raft.Ready) {
+func (n *Node) updateStatus() {
 	bs := n.rn.BasicStatus()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -458,41 +541,111 @@ func (n *Node) updateStatus(rd raft.Ready) {
 	s.IsLeader = bs.RaftState == raft.StateLeader
 }
 
-// runApply is the apply stage's goroutine.
-func (n *Node) runApply() {
+// runAppend is the append stage. It takes every MsgStorageAppend queued,
+// writes them to the log in order with one fsync (if any of them carries
+// responses, which may only be delivered once the writes are durable),
+// mirrors them into raft's in-memory storage, then delivers the responses.
+func (n *Node) runAppend() {
 	for {
-		ents, ok := n.apply.pop()
+		ms, ok := n.appendQ.wait(n.stopC)
 		if !ok {
 			return
 		}
-		if err := n.cfg.Apply(ents); err != nil {
-			n.fail(fmt.Errorf("pipeline: apply: %w", err))
-			// Drain nothing further: a failed apply means the state
-			// machine cannot be trusted past this point.
+		if err := n.appendBatch(ms); err != nil {
+			n.fail(err)
 			return
 		}
-		last := ents[len(ents)-1].GetIndex()
-		n.mu.Lock()
-		n.mu.status.Applied = last
-		n.mu.Unlock()
 	}
 }
 
-// applyQueue hands committed entries from the raft goroutine to the apply
-// goroutine without ever blocking the raft goroutine. It is bounded from
-// outside: the proposer refuses new work when apply lags commit too far.
-type applyQueue struct {
+func (n *Node) appendBatch(ms []*raftpb.Message) error {
+	for i, m := range ms {
+		var hs *raftpb.HardState
+		if m.Term != nil {
+			hs = &raftpb.HardState{Term: m.Term, Vote: m.Vote, Commit: m.Commit}
+		}
+		mustSync := false
+		if i == len(ms)-1 {
+			// One fsync covers every append before it. It is needed
+			// only if some append has responses to release (raft says
+			// so by attaching them); a commit-index-only update is not.
+			for _, m := range ms {
+				if len(m.GetResponses()) > 0 {
+					mustSync = true
+				}
+			}
+		}
+		if hs != nil || len(m.GetEntries()) > 0 || mustSync {
+			if hs == nil {
+				hs = &raftpb.HardState{}
+			}
+			if err := n.cfg.Log.Save(hs, m.GetEntries(), mustSync); err != nil {
+				return fmt.Errorf("pipeline: append to log: %w", err)
+			}
+		}
+	}
+	for _, m := range ms {
+		if err := n.storage.Append(m.GetEntries()); err != nil {
+			return fmt.Errorf("pipeline: memory log: %w", err)
+		}
+		if m.Term != nil {
+			if err := n.storage.SetHardState(&raftpb.HardState{Term: m.Term, Vote: m.Vote, Commit: m.Commit}); err != nil {
+				return err
+			}
+		}
+	}
+	for _, m := range ms {
+		n.deliver(m.GetResponses())
+	}
+	return nil
+}
+
+// runApply is the apply stage.
+func (n *Node) runApply() {
+	for {
+		ms, ok := n.applyQ.wait(n.stopC)
+		if !ok {
+			return
+		}
+		var ents []*raftpb.Entry
+		for _, m := range ms {
+			ents = append(ents, m.GetEntries()...)
+		}
+		if len(ents) > 0 {
+			if err := n.cfg.Apply(ents); err != nil {
+				n.fail(fmt.Errorf("pipeline: apply: %w", err))
+				// A failed apply means the state machine cannot be
+				// trusted past this point: apply nothing further.
+				return
+			}
+			last := ents[len(ents)-1].GetIndex()
+			n.mu.Lock()
+			n.mu.status.Applied = last
+			n.mu.Unlock()
+		}
+		for _, m := range ms {
+			n.deliver(m.GetResponses())
+		}
+	}
+}
+
+// msgQueue is an unbounded FIFO of messages with a wake-up signal. The raft
+// goroutine pushes without ever blocking; the stages (and, for local
+// responses, the raft goroutine) take everything queued at once, which is
+// what batches appends and applies. It is bounded from outside: the
+// proposer refuses new work when apply lags commit too far.
+type msgQueue struct {
 	mu     sync.Mutex
-	q      [][]*raftpb.Entry
+	q      []*raftpb.Message
 	closed bool
 	signal chan struct{}
 }
 
-func (q *applyQueue) init() { q.signal = make(chan struct{}, 1) }
+func (q *msgQueue) init() { q.signal = make(chan struct{}, 1) }
 
-func (q *applyQueue) push(ents []*raftpb.Entry) {
+func (q *msgQueue) push(ms ...*raftpb.Message) {
 	q.mu.Lock()
-	q.q = append(q.q, ents)
+	q.q = append(q.q, ms...)
 	q.mu.Unlock()
 	select {
 	case q.signal <- struct{}{}:
@@ -500,7 +653,15 @@ func (q *applyQueue) push(ents []*raftpb.Entry) {
 	}
 }
 
-func (q *applyQueue) close() {
+func (q *msgQueue) popAll() []*raftpb.Message {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ms := q.q
+	q.q = nil
+	return ms
+}
+
+func (q *msgQueue) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
@@ -510,96 +671,26 @@ func (q *applyQueue) close() {
 	}
 }
 
-// pop returns the next run of entries (coalescing queued runs), or false
-// once the queue is closed and drained.
-func (q *applyQueue) pop() ([]*raftpb.Entry, bool) {
+// wait returns everything queued, waiting for something if the queue is
+// empty; false once the queue is closed or stop is closed.
+func (q *msgQueue) wait(stop <-chan struct{}) ([]*raftpb.Message, bool) {
 	for {
 		q.mu.Lock()
-		if len(q.q) > 0 {
-			var ents []*raftpb.Entry
-			for _, r := range q.q {
-				ents = append(ents, r...)
-			}
-			q.q = q.q[:0]
+		if q.closed {
 			q.mu.Unlock()
-			return ents, true
-		}
-		closed := q.closed
-		q.mu.Unlock()
-		if closed {
 			return nil, false
 		}
-		<-q.signal
-	}
-}
-
-// readBatcher batches ReadIndex requests: at most one raft ReadIndex is
-// outstanding; every read that arrives meanwhile waits for the next one.
-// It is owned by the raft goroutine.
-type readBatcher struct {
-	pending  []*readWaiter
-	inflight []*readWaiter
-	ctx      uint64 // request context of the outstanding ReadIndex
-	age      int    // ticks since it was issued
-}
-
-func (b *readBatcher) add(w *readWaiter) { b.pending = append(b.pending, w) }
-
-// maybeIssue starts a ReadIndex round for the pending reads if none is
-// outstanding, and reports whether it did.
-func (b *readBatcher) maybeIssue(rn *raft.RawNode) bool {
-	if len(b.inflight) > 0 || len(b.pending) == 0 {
-		return false
-	}
-	b.ctx++
-	b.age = 0
-	b.inflight, b.pending = b.pending, nil
-	var rctx [8]byte
-	binary.BigEndian.PutUint64(rctx[:], b.ctx)
-	rn.ReadIndex(rctx[:])
-	return true
-}
-
-func (b *readBatcher) resolve(rs raft.ReadState) {
-	if len(rs.RequestCtx) != 8 || binary.BigEndian.Uint64(rs.RequestCtx) != b.ctx {
-		return // an answer to a request we gave up on
-	}
-	for _, w := range b.inflight {
-		w.resC <- readResult{index: rs.Index}
-	}
-	b.inflight = nil
-}
-
-// tick forgets waiters whose callers have gone, and re-arms a ReadIndex
-// that got no answer within an election timeout (raft drops it silently
-// when leadership is lost mid-round).
-func (b *readBatcher) tick(electionTicks int) {
-	b.pending = liveWaiters(b.pending)
-	if len(b.inflight) == 0 {
-		return
-	}
-	b.age++
-	if b.age < electionTicks {
-		return
-	}
-	b.pending = append(liveWaiters(b.inflight), b.pending...)
-	b.inflight = nil
-}
-
-func liveWaiters(ws []*readWaiter) []*readWaiter {
-	live := ws[:0]
-	for _, w := range ws {
-		if w.ctx.Err() == nil {
-			live = append(live, w)
+		if len(q.q) > 0 {
+			ms := q.q
+			q.q = nil
+			q.mu.Unlock()
+			return ms, true
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.signal:
+		case <-stop:
+			return nil, false
 		}
 	}
-	clear(ws[len(live):])
-	return live
-}
-
-func (b *readBatcher) failAll(err error) {
-	for _, w := range append(b.inflight, b.pending...) {
-		w.resC <- readResult{err: err}
-	}
-	b.inflight, b.pending = nil, nil
 }
