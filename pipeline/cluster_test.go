@@ -196,3 +196,20 @@ func TestClusterSurvivesLeaderLoss(t *testing.T) {
 		}
 	}
 }
+
+func TestTransferLeadership(t *testing.T) {
+	c := newTestCluster(t, 1, 2, 3)
+	old := c.leader(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := old.TransferLeadership(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := old.Status(); st.IsLeader || st.Lead == old.cfg.ID || st.Lead == 0 {
+		t.Fatalf("leadership did not move: %+v", st)
+	}
+	// A follower has nothing to transfer.
+	if err := old.TransferLeadership(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

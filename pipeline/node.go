@@ -146,8 +146,9 @@ type Node struct {
 
 	proposeC chan proposal
 	readC    chan *readWaiter
-	recvC    chan *raftpb.Message // from the network
-	local    msgQueue             // from the stages back to raft
+	recvC    chan *raftpb.Message     // from the network
+	callC    chan func(*raft.RawNode) // small requests run on the raft goroutine
+	local    msgQueue                 // from the stages back to raft
 	stopC    chan struct{}
 	done     chan struct{} // closed when every goroutine has exited
 
@@ -250,6 +251,7 @@ func New(cfg Config) (*Node, error) {
 		proposeC: make(chan proposal),
 		readC:    make(chan *readWaiter),
 		recvC:    make(chan *raftpb.Message, 4096),
+		callC:    make(chan func(*raft.RawNode), 64),
 		stopC:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -329,6 +331,79 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		return 0, ctx.Err()
 	case <-n.stopC:
 		return 0, ErrStopped
+	}
+}
+
+// call runs f on the raft goroutine without waiting for it; it reports
+// false if the node is stopping.
+func (n *Node) call(f func(*raft.RawNode)) bool {
+	select {
+	case n.callC <- f:
+		return true
+	case <-n.stopC:
+		return false
+	}
+}
+
+// ReportUnreachable tells raft that a message to peer id was lost, so it
+// stops pipelining to it and probes instead.
+func (n *Node) ReportUnreachable(id uint64) {
+	n.call(func(rn *raft.RawNode) { rn.ReportUnreachable(id) })
+}
+
+// ReportSnapshot tells raft how sending a snapshot to peer id ended.
+func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
+	n.call(func(rn *raft.RawNode) { rn.ReportSnapshot(id, status) })
+}
+
+// TransferLeadership hands leadership to the most up-to-date other voter
+// and waits until some other member leads, or ctx ends. It does nothing
+// on a follower or a lone voter. (etcd does this on SIGTERM, so a planned
+// restart costs no election timeout.)
+func (n *Node) TransferLeadership(ctx context.Context) error {
+	picked := make(chan uint64, 1)
+	if !n.call(func(rn *raft.RawNode) {
+		st := rn.Status()
+		var best, match uint64
+		if st.RaftState == raft.StateLeader {
+			for id, pr := range st.Progress {
+				if id != st.ID && !pr.IsLearner && pr.Match >= match {
+					best, match = id, pr.Match
+				}
+			}
+		}
+		if best != 0 {
+			rn.TransferLeader(best)
+		}
+		picked <- best
+	}) {
+		return ErrStopped
+	}
+	var target uint64
+	select {
+	case target = <-picked:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if target == 0 {
+		return nil
+	}
+	n.lg.Info("transferring leadership", zap.Uint64("to", target))
+	// Leadership moves within an election timeout or not at all; poll the
+	// status at tick granularity until it has.
+	tk := n.cfg.Clock.NewTicker(n.cfg.TickInterval)
+	defer tk.Stop()
+	for {
+		if st := n.Status(); st.Lead != 0 && st.Lead != n.cfg.ID {
+			return nil
+		}
+		select {
+		case <-tk.C():
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.stopC:
+			return ErrStopped
+		}
 	}
 }
 
@@ -420,6 +495,8 @@ func (n *Node) run() {
 			reads.add(w)
 		case m := <-n.recvC:
 			n.step(m)
+		case f := <-n.callC:
+			f(n.rn)
 		case <-n.local.signal:
 			for _, m := range n.local.popAll() {
 				n.step(m)

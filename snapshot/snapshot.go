@@ -131,9 +131,11 @@ func (sw *streamWriter) add(key, value []byte) error {
 	sw.info.Keys++
 	sw.info.Bytes += int64(len(key) + len(value))
 	if bytes.Equal(key, keyMetaApplied) {
-		// A malformed value is the source's problem; the stream still
-		// carries it faithfully and the reader reports it.
-		sw.info.AppliedIndex, sw.info.AppliedTerm, _ = parseApplied(value)
+		// A reader would refuse the stream; fail now.
+		var err error
+		if sw.info.AppliedIndex, sw.info.AppliedTerm, err = parseApplied(value); err != nil {
+			return err
+		}
 	}
 	if len(sw.block) >= sw.blockSize {
 		return sw.flush()
@@ -181,8 +183,9 @@ func (sw *streamWriter) finish() (Info, error) {
 // Read returns a *CorruptError (errors.Is(err, ErrCorrupt)) for any
 // problem with the stream, including a truncated one; an error of r other
 // than io.EOF, or one from fn, is returned (wrapped) as it is. Read
-// consumes exactly the stream's bytes from r. It allocates at most about
-// 2*MaxBlockSize, whatever the stream claims.
+// consumes exactly the stream's bytes from r. Its buffers never exceed
+// maxCompLen(MaxBlockSize) and MaxBlockSize bytes, whatever the stream
+// claims, and grow only as bytes arrive or blocks verify.
 func Read(r io.Reader, fn func(key, value []byte) error) (Info, error) {
 	d := decoder{r: r}
 	return d.read(fn)
@@ -262,7 +265,7 @@ func (d *decoder) read(fn func(key, value []byte) error) (Info, error) {
 	var (
 		info    Info
 		sum     = sha256.New()
-		prev    []byte
+		last    []byte // the last key so far (a copy)
 		started bool
 	)
 	for {
@@ -302,8 +305,10 @@ func (d *decoder) read(fn func(key, value []byte) error) (Info, error) {
 			return Info{}, d.corrupt(at, "decompress: %v", err)
 		}
 		d.raw = raw
-		// Verify the whole block before handing any of it to fn.
-		pairs := 0
+		// Verify the whole block before handing any of it to fn. prev
+		// is the last key of the previous block (a copy: raw is reused),
+		// then a key in raw.
+		pairs, prev := 0, last
 		for b := raw; len(b) > 0; pairs++ {
 			key, _, rest, err := nextPair(b)
 			if err != nil {
@@ -312,18 +317,12 @@ func (d *decoder) read(fn func(key, value []byte) error) (Info, error) {
 			if started && bytes.Compare(prev, key) >= 0 {
 				return Info{}, d.corrupt(at, "key %q out of order after %q", key, prev)
 			}
-			if pairs == 0 {
-				prev = append(prev[:0], key...)
-			} else {
-				prev = key // within raw, which stays put until the next block
-			}
-			started = true
-			b = rest
+			prev, started, b = key, true, rest
 		}
 		if rawLen > d.blockSize && pairs != 1 {
 			return Info{}, d.corrupt(at, "block of %d bytes (block size %d) holds %d pairs", rawLen, d.blockSize, pairs)
 		}
-		prev = append([]byte(nil), prev...)
+		last = append(last[:0], prev...)
 		sum.Write(raw)
 		for b := raw; len(b) > 0; {
 			key, value, rest, _ := nextPair(b)
@@ -442,7 +441,8 @@ func Install(r io.Reader, dst applier.Engine) (Info, error) {
 }
 
 // installBatchBytes bounds the key and value bytes of one Install batch.
-const installBatchBytes = 4 << 20
+// (A variable so that tests can make small streams span batches.)
+var installBatchBytes = 4 << 20
 
 // Incomplete reports whether r holds the marker of an Install that has not
 // completed (failed, or interrupted by a crash).

@@ -385,6 +385,13 @@ func (m *Member) HasLeader() bool { return (*backend)(m).HasLeader() }
 func (m *Member) Stop() {
 	m.stopOnce.Do(func() {
 		close(m.stop)
+		// A leader hands over first, as etcd does on SIGTERM, so the
+		// cluster does not wait out an election timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Duration(m.cfg.ElectionTicks)*m.cfg.TickInterval)
+		if err := m.node.TransferLeadership(ctx); err != nil {
+			m.lg.Warn("leadership transfer on stop failed", zap.Error(err))
+		}
+		cancel()
 		m.prop.Stop()
 		m.node.Stop()
 		m.app.Close()
