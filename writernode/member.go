@@ -18,6 +18,7 @@ import (
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
 	"github.com/stratakv/strata/internal/clock"
+	"github.com/stratakv/strata/internal/transport"
 	"github.com/stratakv/strata/pipeline"
 	"github.com/stratakv/strata/proposer"
 	"github.com/stratakv/strata/wal"
@@ -43,6 +44,9 @@ type Config struct {
 	MaxTxnOps       int
 	QuotaBytes      int64
 	UnsafeNoFsync   bool
+	// PeerCompression compresses raft traffic to peers: "none", "s2" or
+	// "zstd".
+	PeerCompression string
 
 	Versions api.Versions
 	Logger   *zap.Logger
@@ -64,6 +68,9 @@ type Member struct {
 	node *pipeline.Node
 	prop *proposer.Proposer
 	grpc *grpc.Server
+
+	peers    *transport.GRPCTransport
+	peerGRPC *grpc.Server
 
 	ready chan struct{}
 	stop  chan struct{}
@@ -113,11 +120,9 @@ func Start(cfg Config) (*Member, error) {
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		RequestTimeout:  5*time.Second + 2*time.Duration(cfg.ElectionTicks)*cfg.TickInterval,
 	})
-	if n := len(start.ConfState.GetVoters()); n != 1 {
-		// Without a peer transport a multi-voter cluster would never elect
-		// a leader and hang silently; say so instead.
+	if err := m.startTransport(); err != nil {
 		m.prop.Stop()
-		return nil, fmt.Errorf("this build of strata runs single-member clusters only; the initial cluster has %d voting members", n)
+		return nil, err
 	}
 	// New, not Start: the apply stage reaches the node (conf changes, log
 	// compaction), so m.node must be set before its goroutines run.
@@ -129,10 +134,12 @@ func Start(cfg Config) (*Member, error) {
 		Log:           walStore{m.wal},
 		Start:         start,
 		Apply:         m.apply,
+		Transport:     m.peers,
 		Logger:        lg,
 	})
 	if err != nil {
 		m.prop.Stop()
+		m.peers.Close()
 		return nil, err
 	}
 	m.node.Run()
@@ -243,8 +250,8 @@ func (m *Member) recover() (pipeline.StartState, error) {
 	}
 	m.lastRelease = as.Index
 	m.lg.Info("recovered member state",
-		zap.String("member-id", fmt.Sprintf("%x", m.id.MemberID)),
-		zap.String("cluster-id", fmt.Sprintf("%x", m.id.ClusterID)),
+		zap.String("member-id", idString(m.id.MemberID)),
+		zap.String("cluster-id", idString(m.id.ClusterID)),
 		zap.Uint64("applied-index", as.Index),
 		zap.Uint64("commit-index", hs.GetCommit()),
 		zap.Int("entries-to-replay", len(after)))
@@ -394,6 +401,8 @@ func (m *Member) Stop() {
 		cancel()
 		m.prop.Stop()
 		m.node.Stop()
+		m.peerGRPC.Stop()
+		m.peers.Close()
 		m.app.Close()
 		m.grpc.Stop()
 		if err := m.eng.Sync(); err != nil {
@@ -402,6 +411,9 @@ func (m *Member) Stop() {
 		m.closeStorage()
 	})
 }
+
+// idString renders a member or cluster ID as etcd prints it.
+func idString(id uint64) string { return fmt.Sprintf("%x", id) }
 
 // raftProxy lets the proposer reach the node, which is created after it.
 type raftProxy Member

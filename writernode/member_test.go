@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,18 +93,26 @@ func TestRestartKeepsStateAndIdentity(t *testing.T) {
 	}
 }
 
-func TestMultiVoterClusterRefused(t *testing.T) {
+func TestBootstrapRecordsEveryVoter(t *testing.T) {
 	cfg := testConfig(t.TempDir())
 	cfg.InitialCluster = map[string][]string{
 		"m0": {"http://127.0.0.1:2380"},
 		"m1": {"http://127.0.0.1:2381"},
 		"m2": {"http://127.0.0.1:2382"},
 	}
-	_, err := Start(cfg)
-	// The bootstrap must have recorded all three voters (not just the
-	// last one applied) for the refusal to count them.
-	if err == nil || !strings.Contains(err.Error(), "3 voting members") {
-		t.Fatalf("got %v", err)
+	m, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	// All bootstrap conf changes are applied in one batch; each must add
+	// to the voters, not start over from the stale pre-batch state.
+	cs := m.app.Applied().ConfState
+	if got := len(cs.GetVoters()); got != 3 {
+		t.Fatalf("bootstrap recorded %d voters (%v), want 3", got, cs.GetVoters())
+	}
+	if st := m.node.Status(); st.Applied != 3 {
+		t.Fatalf("bootstrap applied through %d, want 3", st.Applied)
 	}
 }
 

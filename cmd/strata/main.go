@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/stratakv/strata/internal/api"
 	"github.com/stratakv/strata/internal/config"
@@ -86,6 +87,20 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		lis = append(lis, l)
 	}
 
+	var peerLis []net.Listener
+	defer func() {
+		for _, l := range peerLis {
+			l.Close()
+		}
+	}()
+	for _, u := range cfg.ListenPeerURLs {
+		l, err := serve.Listen(u)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", u.String(), err)
+		}
+		peerLis = append(peerLis, l)
+	}
+
 	m, err := writernode.Start(writernode.Config{
 		Name:                cfg.Name,
 		DataDir:             cfg.DataDir,
@@ -106,6 +121,16 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		return err
 	}
 	defer m.Stop()
+	// Peers must reach the member before it can have a leader: serve the
+	// peer URLs at once (etcd does too).
+	for i, l := range peerLis {
+		lg.Info("serving peer traffic", zap.String("address", cfg.ListenPeerURLs[i].String()))
+		go func() {
+			if err := m.PeerGRPCServer().Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				lg.Warn("peer listener stopped", zap.Error(err))
+			}
+		}()
+	}
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)

@@ -39,11 +39,11 @@ func (frameCodec) Unmarshal(data []byte, v any) error {
 }
 
 const (
-	serviceName          = "strata.transport.Raft"
-	methodMessages       = "/" + serviceName + "/Messages"
-	methodSnapshot       = "/" + serviceName + "/Snapshot"
-	streamIndexMessages  = 0
-	streamIndexSnapshot  = 1
+	serviceName         = "strata.transport.Raft"
+	methodMessages      = "/" + serviceName + "/Messages"
+	methodSnapshot      = "/" + serviceName + "/Snapshot"
+	streamIndexMessages = 0
+	streamIndexSnapshot = 1
 )
 
 // peerService is the server side of the peer service, as grpc.ServiceDesc
