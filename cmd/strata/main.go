@@ -31,6 +31,9 @@ func main() {
 
 // run is main without the process: it returns the exit code.
 func run(args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "playground" {
+		return playground(args[1:], stdout, stderr)
+	}
 	cfg, err := config.Parse(args, environ)
 	switch {
 	case errors.Is(err, config.ErrVersion):
