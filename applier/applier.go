@@ -230,6 +230,9 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 			if err != nil {
 				return nil, fmt.Errorf("entry %d: %w", idx, err)
 			}
+			if err := applyMembershipChange(b, cc); err != nil {
+				return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
+			}
 			if a.cfg.ApplyConfChange != nil {
 				if cs := a.cfg.ApplyConfChange(cc); cs != nil {
 					st.confState = proto.Clone(cs).(*raftpb.ConfState)
@@ -321,6 +324,8 @@ func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftReques
 		if err = CheckRangeRequest(r.Range); err == nil {
 			resp, err = t.rangeOp(r.Range)
 		}
+	case r.ClusterMemberAttrSet != nil:
+		err = applyMemberAttrs(b, r.ClusterMemberAttrSet)
 	default:
 		err = ErrUnsupportedRequest
 	}

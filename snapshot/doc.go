@@ -37,17 +37,18 @@
 //   - Keys are strictly increasing across the whole stream.
 //   - 0 < rawLen <= MaxBlockSize, and rawLen > blockSize only for a block
 //     that holds a single pair (a pair larger than the block size travels
-//     alone). compLen is bounded by rawLen (equal to it without
-//     compression), so no length from the stream makes a reader allocate
-//     more than about MaxBlockSize per buffer; payload buffers grow only as
-//     bytes actually arrive.
+//     alone). compLen is at most rawLen + rawLen/4 + 1024 (exactly rawLen
+//     without compression). So no length from the stream makes a reader
+//     allocate more than that per buffer; the payload buffer grows only as
+//     bytes actually arrive, and the decompression buffer only once the
+//     block's CRC has verified.
 //   - The stream ends with a trailer whose counts and checksum match what
 //     was read: a truncated stream has no trailer and is refused.
 //
 // The stream is self-delimiting: Read consumes exactly the snapshot's bytes
 // and no more, so a snapshot may be followed by other data (the log) on the
-// same connection. (Wrap an unbuffered connection in a bufio.Reader; Read
-// issues one small read per block header.)
+// same connection. (Read issues one small read per block header; wrap an
+// unbuffered connection in a bufio.Reader only if nothing else reads it.)
 //
 // # Install
 //
@@ -58,9 +59,10 @@
 // Until then it is unusable but detectable: Install writes the marker key
 // m/snapshot-installing in its first batch, holds back m/applied, and only
 // after the trailer verified writes m/applied and deletes the marker in its
-// final batch, then syncs. So an engine left by a failed or interrupted
-// Install never claims an applied index (nothing would let a member skip
-// entries because of it), and Incomplete reports it.
+// final batch, then syncs. Batches commit in order and each atomically, so
+// an engine left by a failed Install, or by a crash during one, is either
+// still empty or holds the marker (Incomplete reports it), and never
+// claims an applied index: nothing in it could make a member skip entries.
 //
 // What the package does not do: take the engine snapshot (the caller passes
 // a consistent applier.Snapshot), move bytes between members, or swap

@@ -149,18 +149,24 @@ func compressBlock(dst []byte, c Compression, raw []byte) []byte {
 	return dst
 }
 
-// decompressBlock decompresses a block payload into dst[:0], which it grows
-// to at most rawLen (<= MaxBlockSize) bytes. The result must be exactly
-// rawLen bytes long.
+// decompressBlock decompresses a block payload into dst[:0], growing it if
+// needed to max(rawLen, 2*cap(dst)) bytes, never more than MaxBlockSize.
+// The result must be exactly rawLen (<= MaxBlockSize) bytes long.
 func decompressBlock(dst []byte, c Compression, payload []byte, rawLen int) ([]byte, error) {
 	if cap(dst) < rawLen {
-		dst = make([]byte, 0, rawLen)
+		// Doubling: blocks just under the block size vary in length.
+		dst = make([]byte, 0, max(rawLen, min(2*cap(dst), MaxBlockSize)))
 	}
 	var out []byte
 	var err error
 	switch c {
 	case CompressionZstd:
+		// The capacity limit makes the decoder refuse to produce more
+		// than rawLen bytes; give back the whole buffer for reuse.
 		out, err = zstdDecoder().DecodeAll(payload, dst[:0:rawLen])
+		if err == nil && cap(out) > 0 && &out[:1][0] == &dst[:1][0] {
+			out = dst[:len(out)]
+		}
 	case CompressionS2:
 		var n int
 		if n, err = s2.DecodedLen(payload); err == nil && n != rawLen {

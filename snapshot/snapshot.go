@@ -269,20 +269,19 @@ func (d *decoder) read(fn func(key, value []byte) error) (Info, error) {
 		started bool
 	)
 	for {
+		// A block header is shorter than a trailer, so reading one never
+		// reads past the end of the stream.
 		at := d.off
-		if err := d.readFull(d.hdr[:1], "record tag (trailer missing)"); err != nil {
+		bh := d.hdr[:blockHeaderLen]
+		if err := d.readFull(bh, "block header or trailer (trailer missing)"); err != nil {
 			return Info{}, err
 		}
-		switch d.hdr[0] {
+		switch bh[0] {
 		case tagBlock:
 		case tagTrailer:
 			return d.readTrailer(at, info, sum)
 		default:
-			return Info{}, d.corrupt(at, "unknown record tag %#x", d.hdr[0])
-		}
-		bh := d.hdr[:blockHeaderLen]
-		if err := d.readFull(bh[1:], "block header"); err != nil {
-			return Info{}, err
+			return Info{}, d.corrupt(at, "unknown record tag %#x", bh[0])
 		}
 		rawLen := int(binary.LittleEndian.Uint32(bh[1:]))
 		compLen := int(binary.LittleEndian.Uint32(bh[5:]))
@@ -343,7 +342,7 @@ func (d *decoder) read(fn func(key, value []byte) error) (Info, error) {
 
 func (d *decoder) readTrailer(at int64, info Info, sum hash.Hash) (Info, error) {
 	t := d.hdr[:trailerLen]
-	if err := d.readFull(t[1:], "trailer"); err != nil {
+	if err := d.readFull(t[blockHeaderLen:], "trailer"); err != nil {
 		return Info{}, err
 	}
 	if binary.LittleEndian.Uint32(t[49:]) != crc32.Checksum(t[:49], castagnoli) {

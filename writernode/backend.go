@@ -117,15 +117,7 @@ func (b *backend) Status() api.MemberStatus {
 	return ms
 }
 
-func (b *backend) Members() []*pb.Member {
-	out := make([]*pb.Member, 0, len(b.id.Members))
-	for _, im := range b.id.Members {
-		m := &pb.Member{ID: im.ID, PeerURLs: im.PeerURLs}
-		if im.ID == b.id.MemberID {
-			m.Name = b.id.Name
-			m.ClientURLs = b.cfg.ClientURLs
-		}
-		out = append(out, m)
-	}
-	return out
+func (b *backend) Members() ([]*pb.Member, error) {
+	ms, err := b.app.Members()
+	return ms, stoppedErr(err)
 }

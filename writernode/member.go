@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
@@ -269,7 +271,8 @@ func (m *Member) bootstrap() error {
 	defer func() { m.bootstrapCS = nil }()
 	ents := make([]*raftpb.Entry, 0, len(m.id.Members))
 	for i, mem := range m.id.Members {
-		cc := &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(mem.ID)}
+		cc := &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(mem.ID),
+			Context: applier.MemberContext(&pb.Member{ID: mem.ID, PeerURLs: mem.PeerURLs})}
 		data, err := proto.Marshal(cc)
 		if err != nil {
 			return err
@@ -328,12 +331,16 @@ func (m *Member) maybeReleaseLog() error {
 	return nil
 }
 
-// waitReady closes ready once the member has a leader and has applied
-// everything committed before it — etcd's "ready to serve client requests".
+// waitReady closes ready once the member has a leader, has applied
+// everything committed before it, and has published its name and client
+// URLs through raft — etcd's "ready to serve client requests".
 func (m *Member) waitReady() {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Duration(m.cfg.ElectionTicks)*m.cfg.TickInterval)
 		err := (*backend)(m).LinearizableBarrier(ctx)
+		if err == nil {
+			err = m.publish(ctx)
+		}
 		cancel()
 		if err == nil {
 			close(m.ready)
@@ -347,6 +354,33 @@ func (m *Member) waitReady() {
 		default:
 		}
 	}
+}
+
+// publish records this member's name and client URLs in the replicated
+// member list, unless they are there already.
+func (m *Member) publish(ctx context.Context) error {
+	members, err := m.app.Members()
+	if err != nil {
+		return err
+	}
+	for _, mem := range members {
+		if mem.ID == m.id.MemberID && mem.Name == m.id.Name && slices.Equal(mem.ClientURLs, m.cfg.ClientURLs) {
+			return nil
+		}
+	}
+	res, err := m.prop.Propose(ctx, &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
+		Member_ID:        m.id.MemberID,
+		MemberAttributes: &membershippb.Attributes{Name: m.id.Name, ClientUrls: m.cfg.ClientURLs},
+	}})
+	if err == nil {
+		err = res.Err
+	}
+	if err == nil {
+		m.lg.Info("published local member to cluster through raft",
+			zap.String("local-member-id", idString(m.id.MemberID)),
+			zap.String("name", m.id.Name), zap.Strings("client-urls", m.cfg.ClientURLs))
+	}
+	return err
 }
 
 // ReadyNotify is closed once the member can serve client requests.

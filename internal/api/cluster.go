@@ -8,7 +8,7 @@ import (
 
 // Membership reports the cluster's members.
 type Membership interface {
-	Members() []*pb.Member
+	Members() ([]*pb.Member, error)
 }
 
 // Cluster implements etcdserverpb.ClusterServer. Membership changes arrive
@@ -32,7 +32,11 @@ func (s *Cluster) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.
 	}
 	// Membership is not MVCC state: like etcd, the header carries no
 	// revision.
+	members, err := s.m.Members()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
 	h := s.b.Header()
 	h.Revision = 0
-	return &pb.MemberListResponse{Header: h, Members: s.m.Members()}, nil
+	return &pb.MemberListResponse{Header: h, Members: members}, nil
 }

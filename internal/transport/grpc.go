@@ -108,6 +108,7 @@ func setDefault[T int | time.Duration](p *T, v T) {
 type GRPCTransport struct {
 	cfg    GRPCConfig
 	codecs *codecs
+	recv   recvCounters
 
 	mu struct {
 		sync.RWMutex
@@ -234,8 +235,8 @@ func (t *GRPCTransport) AddPeerWith(id uint64, urls []string, opts PeerOptions) 
 	return nil
 }
 
-// peerAddr turns a peer URL ("http://10.0.0.1:2380", "unix:///p.sock" is not
-// supported) or a bare host:port into a dial address.
+// peerAddr turns a peer URL ("http://10.0.0.1:2380") or a bare host:port into
+// a TCP dial address. Unix-socket peer URLs are not supported.
 func peerAddr(raw string) (string, error) {
 	if !strings.Contains(raw, "://") {
 		return raw, nil
@@ -321,8 +322,9 @@ type grpcPeer struct {
 	cancel context.CancelFunc
 	// notify has room for one token; enqueue leaves one when the queue
 	// goes from empty to not, and run drains the whole queue per token.
-	notify chan struct{}
-	wg     sync.WaitGroup
+	notify   chan struct{}
+	wg       sync.WaitGroup
+	counters peerCounters
 
 	mu struct {
 		sync.Mutex
@@ -346,6 +348,7 @@ func (p *grpcPeer) enqueue(m *raftpb.Message) {
 	}
 	if len(p.mu.queue) >= p.t.cfg.QueueSize {
 		p.mu.dropped++
+		p.counters.messagesDropped.Add(1)
 	} else {
 		p.mu.queue = append(p.mu.queue, m)
 	}
@@ -406,10 +409,13 @@ func (p *grpcPeer) run() {
 		if p.ctx.Err() != nil {
 			return
 		}
+		p.counters.linkFailures.Add(1)
 		p.t.peerError(p.id, err)
 		// Whatever was queued behind the broken stream is stale by the
 		// time the link is back; raft resends what still matters.
-		spare = clearMessages(p.take(spare))
+		stale := p.take(spare)
+		p.counters.messagesDropped.Add(uint64(len(stale)))
+		spare = clearMessages(stale)
 		p.t.cfg.Handler.ReportUnreachable(p.id)
 		if sent {
 			backoff = p.t.cfg.MinBackoff
@@ -488,9 +494,16 @@ func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Messa
 		batch := p.take(spare)
 		for rest := batch; len(rest) > 0; {
 			var f []byte
-			var n int
-			f, scratch, n = p.t.encodeMessages(p.header, rest, scratch)
+			var n, bodyLen int
+			f, scratch, n, bodyLen = p.t.encodeMessages(p.header, rest, scratch)
+			// Counted before the write, so that a receiver that saw
+			// the frame also sees it counted.
+			p.counters.framesSent.Add(1)
+			p.counters.messagesSent.Add(uint64(n))
+			p.counters.bodyBytesSent.Add(uint64(bodyLen))
+			p.counters.wireBytesSent.Add(uint64(len(f)))
 			if err := s.SendMsg(&f); err != nil {
+				p.counters.messagesDropped.Add(uint64(len(rest)))
 				// io.EOF means the stream ended; its status is
 				// what the receive goroutine got.
 				if err == io.EOF {
@@ -510,16 +523,17 @@ func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Messa
 }
 
 // encodeMessages encodes a prefix of msgs into a new frame and returns it,
-// the (possibly grown) scratch buffer and the number of messages encoded.
-func (t *GRPCTransport) encodeMessages(h frameHeader, msgs []*raftpb.Message, scratch []byte) (frame, _ []byte, n int) {
+// the (possibly grown) scratch buffer, the number of messages encoded and the
+// uncompressed body size.
+func (t *GRPCTransport) encodeMessages(h frameHeader, msgs []*raftpb.Message, scratch []byte) (frame, _ []byte, n, bodyLen int) {
 	if h.compression == 0 {
 		// Encode straight into the frame: no scratch copy.
 		f, n := appendBatch(make([]byte, frameHeaderSize, frameHeaderSize+256), msgs, t.cfg.MaxFrameBytes+frameHeaderSize)
 		putHeader(f, h)
-		return f, scratch, n
+		return f, scratch, n, len(f) - frameHeaderSize
 	}
 	body, n := appendBatch(scratch[:0], msgs, t.cfg.MaxFrameBytes)
-	return t.codecs.seal(h, body), body[:0], n
+	return t.codecs.seal(h, body), body[:0], n, len(body)
 }
 
 func (p *grpcPeer) maybeStartSnapshot(m *raftpb.Message) {
@@ -553,9 +567,11 @@ func (p *grpcPeer) sendSnapshot(m *raftpb.Message) {
 	if err != nil {
 		p.t.peerError(p.id, fmt.Errorf("transport: sending snapshot at index %d: %w", m.GetSnapshot().GetMetadata().GetIndex(), err))
 		h.ReportUnreachable(p.id)
+		p.counters.snapshotsFailed.Add(1)
 		h.ReportSnapshot(p.id, raft.SnapshotFailure)
 		return
 	}
+	p.counters.snapshotsSent.Add(1)
 	h.ReportSnapshot(p.id, raft.SnapshotFinish)
 }
 
@@ -578,7 +594,7 @@ func (p *grpcPeer) streamSnapshot(m *raftpb.Message) error {
 		var ack []byte
 		return fromStatus(s.RecvMsg(&ack))
 	}
-	meta, _, _ := p.t.encodeMessages(p.header, []*raftpb.Message{m}, nil)
+	meta, _, _, _ := p.t.encodeMessages(p.header, []*raftpb.Message{m}, nil)
 	if err := s.SendMsg(&meta); err != nil {
 		return closeAndRecv()
 	}
@@ -624,6 +640,7 @@ func (t *GRPCTransport) checkHeader(h frameHeader, kind frameKind) error {
 }
 
 func (s *grpcServer) messages(ss grpc.ServerStream) error {
+	t := s.t
 	ctx := ss.Context()
 	var scratch []byte
 	for {
@@ -636,8 +653,10 @@ func (s *grpcServer) messages(ss grpc.ServerStream) error {
 		}
 		var err error
 		if scratch, err = s.handleMessages(ctx, f, scratch); err != nil {
+			t.recv.framesRejected.Add(1)
 			return toStatus(err)
 		}
+		t.recv.framesReceived.Add(1)
 	}
 }
 
@@ -664,6 +683,7 @@ func (s *grpcServer) handleMessages(ctx context.Context, f, scratch []byte) ([]b
 		scratch = body[:0]
 	}
 	return scratch, forEachMessage(body, func(m *raftpb.Message) error {
+		t.recv.messagesReceived.Add(1)
 		if err := t.cfg.Handler.Process(ctx, m); err != nil {
 			// As in etcd: a message raft refuses is not a link
 			// failure; raft recovers through its own retries.
@@ -685,8 +705,10 @@ func (s *grpcServer) snapshot(ss grpc.ServerStream) error {
 	}
 	m, err := s.decodeSnapshotMeta(f)
 	if err != nil {
+		t.recv.framesRejected.Add(1)
 		return toStatus(err)
 	}
+	t.recv.framesReceived.Add(1)
 	r := &snapshotReader{t: t, ss: ss}
 	if err := sh.InstallSnapshot(m, r); err != nil {
 		return status.Errorf(codes.Internal, "transport: installing snapshot at index %d: %v", m.GetSnapshot().GetMetadata().GetIndex(), err)
@@ -694,6 +716,7 @@ func (s *grpcServer) snapshot(ss grpc.ServerStream) error {
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return toStatus(err)
 	}
+	t.recv.messagesReceived.Add(1)
 	if err := t.cfg.Handler.Process(ss.Context(), m); err != nil {
 		return status.Errorf(codes.Internal, "transport: stepping installed snapshot: %v", err)
 	}
@@ -773,8 +796,10 @@ func (r *snapshotReader) next() error {
 		return err
 	}
 	if err := t.checkHeader(h, frameKindSnapshotData); err != nil {
+		t.recv.framesRejected.Add(1)
 		return err
 	}
+	t.recv.framesReceived.Add(1)
 	body, err := t.codecs.open(h, f, r.scratch)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -104,6 +105,17 @@ func TestGRPCDeliversBatchesInOrder(t *testing.T) {
 					t.Fatalf("node 3 got %v, want index %d from 1", m, i)
 				}
 			}
+			pm := nodes[1].tr.Metrics().Peers[3]
+			if pm.MessagesSent != total || pm.MessagesDropped != 0 || pm.FramesSent < 2 {
+				t.Errorf("link 1→3 metrics %+v: want %d messages in several frames, none dropped", pm, total)
+			}
+			// The payloads are runs of one byte: compression must show.
+			if compressed := pm.WireBytesSent < pm.BodyBytesSent; compressed != (comp != CompressionNone) {
+				t.Errorf("link 1→3 with %s sent %d wire bytes for %d body bytes", comp, pm.WireBytesSent, pm.BodyBytesSent)
+			}
+			if got := nodes[3].tr.Metrics().MessagesReceived; got != total {
+				t.Errorf("node 3 received %d messages, want %d", got, total)
+			}
 		})
 	}
 }
@@ -126,6 +138,9 @@ func TestGRPCDownPeerDoesNotBlockSend(t *testing.T) {
 		n.tr.Send([]*raftpb.Message{msgApp(1, 2, i, nil)})
 	}
 	rec.expectUnreachable(t, 2)
+	if pm := n.tr.Metrics().Peers[2]; pm.MessagesDropped == 0 || pm.MessagesSent != 0 {
+		t.Errorf("metrics %+v: want drops and nothing sent", pm)
+	}
 }
 
 func TestGRPCReconnectsAfterPeerReturns(t *testing.T) {
@@ -186,12 +201,17 @@ func TestGRPCRejectsOtherCluster(t *testing.T) {
 	case err = <-errc:
 	case <-rec2.msgs:
 		t.Fatal("message crossed clusters")
+	case <-time.After(testTimeout):
+		t.Fatal("timed out waiting for the link error")
 	}
 	if !errors.Is(err, ErrClusterIDMismatch) {
 		t.Fatalf("sender saw %v, want ErrClusterIDMismatch", err)
 	}
 	rec1.expectUnreachable(t, 2)
 	rec2.expectNoMessage(t)
+	if got := n2.tr.Metrics().FramesRejected; got == 0 {
+		t.Error("receiver counted no rejected frame")
+	}
 }
 
 // snapSource serves one fixed payload for every MsgSnap.
@@ -221,7 +241,7 @@ func TestGRPCStreamsSnapshots(t *testing.T) {
 			n1.tr.AddPeer(2, []string{n2.url()})
 			n1.tr.Send([]*raftpb.Message{msgSnap(1, 2, 42), msgApp(1, 2, 43, nil)})
 
-			if s := <-rec1.snapshots; s != raft.SnapshotFinish {
+			if s := rec1.nextSnapshotStatus(t); s != raft.SnapshotFinish {
 				t.Fatalf("sender got %v, want SnapshotFinish", s)
 			}
 			// The MsgApp and the MsgSnap travel on different streams.
@@ -250,7 +270,7 @@ func TestGRPCSnapshotFailureIsReported(t *testing.T) {
 	n2 := startGRPCNode(t, GRPCConfig{LocalID: 2, Handler: rec2})
 	n1.tr.AddPeer(2, []string{n2.url()})
 	n1.tr.Send([]*raftpb.Message{msgSnap(1, 2, 7)})
-	if s := <-rec1.snapshots; s != raft.SnapshotFailure {
+	if s := rec1.nextSnapshotStatus(t); s != raft.SnapshotFailure {
 		t.Fatalf("sender got %v, want SnapshotFailure", s)
 	}
 	rec2.expectNoMessage(t)

@@ -81,6 +81,17 @@ func (r *recorder) expectUnreachable(t testing.TB, id uint64) {
 	}
 }
 
+func (r *recorder) nextSnapshotStatus(t testing.TB) raft.SnapshotStatus {
+	t.Helper()
+	select {
+	case s := <-r.snapshots:
+		return s
+	case <-time.After(testTimeout):
+		t.Fatal("timed out waiting for ReportSnapshot")
+		return 0
+	}
+}
+
 func (r *recorder) expectNoMessage(t testing.TB) {
 	t.Helper()
 	select {

@@ -31,6 +31,7 @@ import (
 type Network struct {
 	clk       clock.Clock
 	queueSize int
+	onDrop    func(m *raftpb.Message)
 
 	mu struct {
 		sync.Mutex
@@ -55,6 +56,14 @@ func WithClock(c clock.Clock) NetworkOption { return func(n *Network) { n.clk = 
 
 // WithQueueSize bounds each link's queue, in messages. Default 4096.
 func WithQueueSize(size int) NetworkOption { return func(n *Network) { n.queueSize = size } }
+
+// WithOnDrop sets a function called with every message the fault rules (or a
+// missing endpoint) make the network lose, from the sender's Send or its link
+// goroutine. Tests use it to know that a message is gone before changing the
+// rules again.
+func WithOnDrop(fn func(m *raftpb.Message)) NetworkOption {
+	return func(n *Network) { n.onDrop = fn }
+}
 
 // NewNetwork returns an empty network.
 func NewNetwork(opts ...NetworkOption) *Network {
@@ -156,6 +165,12 @@ func (n *Network) Close() error {
 	return nil
 }
 
+func (n *Network) dropped(m *raftpb.Message) {
+	if n.onDrop != nil {
+		n.onDrop(m)
+	}
+}
+
 // reachableLocked reports whether a message from → to passes the fault rules.
 // REQUIRES: n.mu held.
 func (n *Network) reachableLocked(from, to uint64) bool {
@@ -226,6 +241,7 @@ func (e *memEndpoint) Send(msgs []*raftpb.Message) {
 		d := n.mu.delay[memLinkKey{e.id, to}]
 		n.mu.Unlock()
 		if !ok {
+			n.dropped(m)
 			continue
 		}
 		l := e.link(to)
@@ -321,7 +337,11 @@ func (l *memLink) deliver(ctx context.Context, m *raftpb.Message) {
 	dst := n.mu.endpoints[l.to]
 	ok := n.reachableLocked(l.from.id, l.to) && dst != nil
 	n.mu.Unlock()
-	if !ok || ctx.Err() != nil {
+	if ctx.Err() != nil {
+		return
+	}
+	if !ok {
+		n.dropped(m)
 		return
 	}
 	dst.delivering.RLock()

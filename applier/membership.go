@@ -1,0 +1,148 @@
+package applier
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Membership is replicated state like the keys: every member derives it by
+// applying the same entries, and it travels in snapshots.
+//
+//	c/m/<id, 8 bytes big endian>   etcdserverpb.Member (marshaled)
+//
+// A conf change adding a member carries that member (ID and peer URLs,
+// marshaled etcdserverpb.Member) in its context; removing deletes it; a
+// ClusterMemberAttrSet request, which every member proposes once it is
+// up, fills in its name and client URLs. etcd clients treat a member with a
+// name as started.
+var prefixMembers = []byte("c/m/")
+
+func memberKey(id uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), prefixMembers...), id)
+}
+
+// MemberContext encodes the member a conf change adds or updates, for its
+// context field.
+func MemberContext(m *pb.Member) []byte {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("applier: marshal member: %v", err))
+	}
+	return b
+}
+
+func getMember(r Reader, id uint64) (*pb.Member, bool, error) {
+	v, err := r.Get(memberKey(id))
+	if errors.Is(err, ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	m := &pb.Member{}
+	if err := proto.Unmarshal(v, m); err != nil {
+		return nil, false, fmt.Errorf("%w: member %x: %v", errCorruptValue, id, err)
+	}
+	return m, true, nil
+}
+
+func putMember(b Batch, m *pb.Member) error {
+	v, err := proto.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return b.Set(memberKey(m.ID), v)
+}
+
+// applyMembershipChange records what a committed conf change does to the
+// member list.
+func applyMembershipChange(b Batch, cc raftpb.ConfChangeI) error {
+	var ctx []byte
+	switch c := cc.(type) {
+	case *raftpb.ConfChange:
+		ctx = c.GetContext()
+	case *raftpb.ConfChangeV2:
+		ctx = c.GetContext()
+	}
+	given := &pb.Member{}
+	if len(ctx) > 0 {
+		// A context that is not a member (another tool's conf change)
+		// still changes raft's configuration; record the bare ID.
+		if err := proto.Unmarshal(ctx, given); err != nil {
+			given = &pb.Member{}
+		}
+	}
+	for _, ch := range cc.AsV2().GetChanges() {
+		id := ch.GetNodeId()
+		cur, found, err := getMember(b, id)
+		if err != nil {
+			return err
+		}
+		switch ch.GetType() {
+		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+			learner := ch.GetType() == raftpb.ConfChangeAddLearnerNode
+			if !found {
+				cur = &pb.Member{ID: id, PeerURLs: given.PeerURLs}
+			} else if len(given.PeerURLs) > 0 {
+				cur.PeerURLs = given.PeerURLs
+			}
+			cur.IsLearner = learner // AddNode of a learner promotes it
+			if err := putMember(b, cur); err != nil {
+				return err
+			}
+		case raftpb.ConfChangeRemoveNode:
+			if err := b.Delete(memberKey(id)); err != nil {
+				return err
+			}
+		case raftpb.ConfChangeUpdateNode:
+			if found && len(given.PeerURLs) > 0 {
+				cur.PeerURLs = given.PeerURLs
+				if err := putMember(b, cur); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// applyMemberAttrs records a member's name and client URLs. A member that is
+// no longer in the cluster is ignored, as in etcd.
+func applyMemberAttrs(b Batch, r *membershippb.ClusterMemberAttrSetRequest) error {
+	cur, found, err := getMember(b, r.GetMember_ID())
+	if err != nil || !found {
+		return err
+	}
+	cur.Name = r.GetMemberAttributes().GetName()
+	cur.ClientURLs = r.GetMemberAttributes().GetClientUrls()
+	return putMember(b, cur)
+}
+
+// Members returns the cluster's members, in ID order, as of the last
+// committed batch.
+func (a *Applier) Members() ([]*pb.Member, error) {
+	if a.closed() {
+		return nil, ErrClosed
+	}
+	snap := a.eng.NewSnapshot()
+	defer snap.Close()
+	it, err := snap.NewIter(prefixMembers, prefixEnd(prefixMembers))
+	if err != nil {
+		return nil, err
+	}
+	var out []*pb.Member
+	for ok := it.First(); ok; ok = it.Next() {
+		m := &pb.Member{}
+		if err := proto.Unmarshal(it.Value(), m); err != nil {
+			return nil, iterCorrupt(it, fmt.Errorf("%w: member: %v", errCorruptValue, err))
+		}
+		out = append(out, m)
+	}
+	return out, closeIter(it)
+}
