@@ -38,6 +38,10 @@
 //	m/confstate                      ConfState (raftpb, marshaled)
 //	m/rev                            current and compacted revision
 //	m/compactor                      physical compaction progress
+//	m/snapshot-installing            present only while snapshot.Install
+//	                                 runs (an engine holding it is unusable)
+//	c/m/<id>                         a member (etcdserverpb.Member), see
+//	                                 membership.go
 //
 // <main> and <sub> are big-endian uint64s; <^main> and <^sub> their
 // complements, so that newer versions sort first. esc(key) escapes 0x00 as
@@ -49,8 +53,7 @@
 //
 // and values of h/ are the byte 'p' followed by the same encoding, or the
 // single byte 't' for a tombstone. Values of r/ are 'p' or 't' followed by
-// the key. Prefixes l/, a/ and c/ are reserved for leases, auth and
-// membership state.
+// the key. Prefixes l/ and a/ are reserved for leases and auth.
 //
 // Invariants, after every committed batch:
 //   - k/<key> exists iff the newest h/ version of key is a put, and holds
