@@ -24,9 +24,14 @@ type Config struct {
 	Logger *zap.Logger
 	// ApplyConfChange applies a committed conf change to raft (called on
 	// the apply goroutine, in order) and returns the resulting ConfState,
-	// which the applier stores atomically with the applied index. nil, or
-	// a nil result, leaves the ConfState unchanged.
-	ApplyConfChange func(cc raftpb.ConfChangeI) *raftpb.ConfState
+	// which the applier stores atomically with the applied index. A change
+	// the applier rejects (see membership.go) is passed with NodeId zero,
+	// which raft ignores. A nil func, or a nil result, leaves the
+	// ConfState unchanged; an error fails the Apply (the member stops).
+	ApplyConfChange func(cc raftpb.ConfChangeI) (*raftpb.ConfState, error)
+	// MaxLearners bounds the learners in the cluster (etcd's
+	// --max-learners); 0 means 1, etcd's default.
+	MaxLearners int
 	// Notify is called for every request of a normal entry (by
 	// InternalRaftRequest.ID), in order, after the engine batch holding it
 	// has been committed, so reads already see it. It is called on the
@@ -230,14 +235,27 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 			if err != nil {
 				return nil, fmt.Errorf("entry %d: %w", idx, err)
 			}
-			if err := applyMembershipChange(b, cc); err != nil {
+			reject, err := validateMembershipChange(b, cc, a.cfg.MaxLearners)
+			if err != nil {
+				return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
+			}
+			if reject != nil {
+				cc = noopConfChange(cc)
+			} else if err := applyMembershipChange(b, cc); err != nil {
 				return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
 			}
 			if a.cfg.ApplyConfChange != nil {
-				if cs := a.cfg.ApplyConfChange(cc); cs != nil {
+				cs, err := a.cfg.ApplyConfChange(cc)
+				if err != nil {
+					return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
+				}
+				if cs != nil {
 					st.confState = proto.Clone(cs).(*raftpb.ConfState)
 					confChanged = true
 				}
+			}
+			if v1, ok := cc.(*raftpb.ConfChange); ok && v1.GetId() != 0 {
+				notes = append(notes, notification{id: v1.GetId(), res: Result{Err: reject}})
 			}
 		default:
 			return nil, fmt.Errorf("%w: entry %d has unknown type %d", ErrCorruptEntry, idx, e.GetType())

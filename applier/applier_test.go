@@ -142,10 +142,10 @@ func TestApplyOneBatchWithItsIndex(t *testing.T) {
 
 func TestApplyConfChangeAndUnsupported(t *testing.T) {
 	var seen []uint64
-	e := newTestEnv(t, Config{ApplyConfChange: func(cc raftpb.ConfChangeI) *raftpb.ConfState {
+	e := newTestEnv(t, Config{ApplyConfChange: func(cc raftpb.ConfChangeI) (*raftpb.ConfState, error) {
 		id := cc.AsV2().GetChanges()[0].GetNodeId()
 		seen = append(seen, id)
-		return &raftpb.ConfState{Voters: slices.Clone(seen)}
+		return &raftpb.ConfState{Voters: slices.Clone(seen)}, nil
 	}})
 	cc := func(id uint64) *raftpb.Entry {
 		data, _ := proto.Marshal(&raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id)})

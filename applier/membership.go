@@ -7,6 +7,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -60,9 +61,105 @@ func putMember(b Batch, m *pb.Member) error {
 	return b.Set(memberKey(m.ID), v)
 }
 
-// applyMembershipChange records what a committed conf change does to the
-// member list.
-func applyMembershipChange(b Batch, cc raftpb.ConfChangeI) error {
+// validateMembershipChange decides, deterministically, whether a committed
+// conf change is accepted, with etcd's rules and errors: adding an existing
+// member or a peer URL already in use, more learners than allowed,
+// removing or updating an unknown member. A rejected change becomes a
+// no-op on every member; err is only for storage failures.
+func validateMembershipChange(r Reader, cc raftpb.ConfChangeI, maxLearners int) (reject, err error) {
+	if maxLearners <= 0 {
+		maxLearners = 1
+	}
+	given := memberFromContext(cc)
+	members, err := readMembers(r)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[uint64]*pb.Member{}
+	learners := 0
+	for _, m := range members {
+		byID[m.ID] = m
+		if m.IsLearner {
+			learners++
+		}
+	}
+	urlOwner := map[string]uint64{}
+	for _, m := range members {
+		for _, u := range m.PeerURLs {
+			urlOwner[u] = m.ID
+		}
+	}
+	for _, ch := range cc.AsV2().GetChanges() {
+		id := ch.GetNodeId()
+		if id == 0 {
+			continue
+		}
+		cur, found := byID[id]
+		switch ch.GetType() {
+		case raftpb.ConfChangeAddNode:
+			if found {
+				if !cur.IsLearner {
+					return rpctypes.ErrGRPCMemberExist, nil
+				}
+				continue // promotion of a learner
+			}
+			if urlInUse(urlOwner, given.PeerURLs, id) {
+				return rpctypes.ErrGRPCPeerURLExist, nil
+			}
+		case raftpb.ConfChangeAddLearnerNode:
+			if found {
+				return rpctypes.ErrGRPCMemberExist, nil
+			}
+			if urlInUse(urlOwner, given.PeerURLs, id) {
+				return rpctypes.ErrGRPCPeerURLExist, nil
+			}
+			if learners+1 > maxLearners {
+				return rpctypes.ErrGRPCTooManyLearners, nil
+			}
+		case raftpb.ConfChangeRemoveNode:
+			if !found {
+				return rpctypes.ErrGRPCMemberNotFound, nil
+			}
+		case raftpb.ConfChangeUpdateNode:
+			if !found {
+				return rpctypes.ErrGRPCMemberNotFound, nil
+			}
+			if urlInUse(urlOwner, given.PeerURLs, id) {
+				return rpctypes.ErrGRPCPeerURLExist, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+func urlInUse(owner map[string]uint64, urls []string, self uint64) bool {
+	for _, u := range urls {
+		if o, ok := owner[u]; ok && o != self {
+			return true
+		}
+	}
+	return false
+}
+
+// noopConfChange is cc with every node ID zeroed: raft ignores it, so a
+// rejected change still consumes raft's pending-conf-change slot.
+func noopConfChange(cc raftpb.ConfChangeI) raftpb.ConfChangeI {
+	switch c := cc.(type) {
+	case *raftpb.ConfChange:
+		n := proto.Clone(c).(*raftpb.ConfChange)
+		n.NodeId = new(uint64(0))
+		return n
+	case *raftpb.ConfChangeV2:
+		n := proto.Clone(c).(*raftpb.ConfChangeV2)
+		for _, ch := range n.Changes {
+			ch.NodeId = new(uint64(0))
+		}
+		return n
+	}
+	return cc
+}
+
+func memberFromContext(cc raftpb.ConfChangeI) *pb.Member {
 	var ctx []byte
 	switch c := cc.(type) {
 	case *raftpb.ConfChange:
@@ -70,16 +167,26 @@ func applyMembershipChange(b Batch, cc raftpb.ConfChangeI) error {
 	case *raftpb.ConfChangeV2:
 		ctx = c.GetContext()
 	}
-	given := &pb.Member{}
+	m := &pb.Member{}
 	if len(ctx) > 0 {
 		// A context that is not a member (another tool's conf change)
 		// still changes raft's configuration; record the bare ID.
-		if err := proto.Unmarshal(ctx, given); err != nil {
-			given = &pb.Member{}
+		if err := proto.Unmarshal(ctx, m); err != nil {
+			return &pb.Member{}
 		}
 	}
+	return m
+}
+
+// applyMembershipChange records what a committed conf change does to the
+// member list.
+func applyMembershipChange(b Batch, cc raftpb.ConfChangeI) error {
+	given := memberFromContext(cc)
 	for _, ch := range cc.AsV2().GetChanges() {
 		id := ch.GetNodeId()
+		if id == 0 {
+			continue
+		}
 		cur, found, err := getMember(b, id)
 		if err != nil {
 			return err
@@ -132,7 +239,12 @@ func (a *Applier) Members() ([]*pb.Member, error) {
 	}
 	snap := a.eng.NewSnapshot()
 	defer snap.Close()
-	it, err := snap.NewIter(prefixMembers, prefixEnd(prefixMembers))
+	return readMembers(snap)
+}
+
+// readMembers reads the member list, in ID order.
+func readMembers(r Reader) ([]*pb.Member, error) {
+	it, err := r.NewIter(prefixMembers, prefixEnd(prefixMembers))
 	if err != nil {
 		return nil, err
 	}

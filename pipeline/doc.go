@@ -20,10 +20,10 @@
 //     (MsgStorageAppendResp), because raft then reads them from there.
 //   - Applies are processed in order, exactly once per process lifetime;
 //     their responses go back after the state machine has the entries
-//     (Node.runApply). A committed conf change is handed to raft
-//     (ApplyConfChange) by the raft goroutine as it routes the apply, and
-//     the resulting ConfState follows the entry to the applier in log
-//     order (NextConfState).
+//     (Node.runApply). The state machine hands each committed conf change
+//     to raft as it applies it (Node.ApplyConfChange, run on the raft
+//     goroutine), after deciding whether to accept it, so a rejected
+//     change is applied as a no-op on every member alike.
 //   - Messages to peers are sent at once: the leader replicates entries
 //     while it is still fsyncing them itself (raft thesis §10.2.1); a
 //     follower's acknowledgement waits in the append's responses.

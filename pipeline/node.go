@@ -10,7 +10,6 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/stratakv/strata/internal/clock"
 )
@@ -154,13 +153,6 @@ type Node struct {
 
 	appendQ msgQueue
 	applyQ  msgQueue
-
-	// confStates carries the ConfState computed by the raft goroutine for
-	// each committed conf change to the apply stage, in log order.
-	confStates struct {
-		sync.Mutex
-		q []*raftpb.ConfState
-	}
 
 	mu struct {
 		sync.Mutex
@@ -414,18 +406,39 @@ func (n *Node) Status() Status {
 	return n.mu.status
 }
 
-// NextConfState returns the ConfState that raft computed for the next
-// committed conf change, in log order. The apply stage calls it once per
-// conf change entry it applies.
-func (n *Node) NextConfState(raftpb.ConfChangeI) *raftpb.ConfState {
-	n.confStates.Lock()
-	defer n.confStates.Unlock()
-	if len(n.confStates.q) == 0 {
-		panic("pipeline: conf change applied without a ConfState from raft")
+// ApplyConfChange tells raft about a committed conf change as the apply
+// stage applies it, and returns the resulting ConfState. (etcd's convention:
+// a change the state machine rejects is applied with NodeId zero, which
+// raft ignores.) It runs on the raft goroutine; the apply stage may wait
+// for it because the raft goroutine never waits for the apply stage.
+func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) (*raftpb.ConfState, error) {
+	res := make(chan *raftpb.ConfState, 1)
+	if !n.call(func(rn *raft.RawNode) { res <- rn.ApplyConfChange(cc) }) {
+		return nil, ErrStopped
 	}
-	cs := n.confStates.q[0]
-	n.confStates.q = n.confStates.q[1:]
-	return cs
+	select {
+	case cs := <-res:
+		return cs, nil
+	case <-n.stopC:
+		return nil, ErrStopped
+	}
+}
+
+// ProposeConfChange proposes a membership change. Like Propose, it returns
+// once raft accepted or refused it.
+func (n *Node) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) error {
+	errc := make(chan error, 1)
+	if !n.call(func(rn *raft.RawNode) { errc <- rn.ProposeConfChange(cc) }) {
+		return ErrStopped
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopC:
+		return ErrStopped
+	}
 }
 
 // CompactLog discards in-memory log entries up to index, which the state
@@ -532,14 +545,6 @@ func (n *Node) handleReady(reads *readBatcher) error {
 			}
 			n.appendQ.push(m)
 		case raft.LocalApplyThread:
-			// Tell raft about conf changes as they are handed to the
-			// apply stage, which stores the resulting ConfState with the
-			// entry's index (NextConfState).
-			for _, e := range m.GetEntries() {
-				if err := n.maybeApplyConfChange(e); err != nil {
-					return err
-				}
-			}
 			n.applyQ.push(m)
 		default:
 			remote = append(remote, m)
@@ -578,33 +583,6 @@ func (n *Node) deliver(resps []*raftpb.Message) {
 	if len(local) > 0 {
 		n.local.push(local...)
 	}
-}
-
-// maybeApplyConfChange tells raft about a committed conf change and queues
-// the resulting ConfState for the applier.
-func (n *Node) maybeApplyConfChange(e *raftpb.Entry) error {
-	var cc raftpb.ConfChangeI
-	switch e.GetType() {
-	case raftpb.EntryConfChange:
-		var c raftpb.ConfChange
-		if err := proto.Unmarshal(e.Data, &c); err != nil {
-			return fmt.Errorf("pipeline: decode conf change at %d: %w", e.GetIndex(), err)
-		}
-		cc = &c
-	case raftpb.EntryConfChangeV2:
-		var c raftpb.ConfChangeV2
-		if err := proto.Unmarshal(e.Data, &c); err != nil {
-			return fmt.Errorf("pipeline: decode conf change at %d: %w", e.GetIndex(), err)
-		}
-		cc = &c
-	default:
-		return nil
-	}
-	cs := n.rn.ApplyConfChange(cc)
-	n.confStates.Lock()
-	n.confStates.q = append(n.confStates.q, cs)
-	n.confStates.Unlock()
-	return nil
 }
 
 func (n *Node) updateStatus() {

@@ -45,14 +45,14 @@ type source struct {
 
 func newSource(tb testing.TB) *source {
 	s := &source{tb: tb, eng: newEngine(tb)}
-	s.a = openApplier(tb, s.eng, func(cc raftpb.ConfChangeI) *raftpb.ConfState {
+	s.a = openApplier(tb, s.eng, func(cc raftpb.ConfChangeI) (*raftpb.ConfState, error) {
 		s.voter = append(s.voter, cc.AsV2().GetChanges()[0].GetNodeId())
-		return &raftpb.ConfState{Voters: slices.Clone(s.voter)}
+		return &raftpb.ConfState{Voters: slices.Clone(s.voter)}, nil
 	})
 	return s
 }
 
-func openApplier(tb testing.TB, eng applier.Engine, cc func(raftpb.ConfChangeI) *raftpb.ConfState) *applier.Applier {
+func openApplier(tb testing.TB, eng applier.Engine, cc func(raftpb.ConfChangeI) (*raftpb.ConfState, error)) *applier.Applier {
 	tb.Helper()
 	a, err := applier.New(applier.Config{Engine: eng, ApplyConfChange: cc})
 	if err != nil {

@@ -289,16 +289,16 @@ func (m *Member) bootstrap() error {
 
 // applyConfChange is the applier's hook for committed conf changes. During
 // bootstrap there is no raft yet and the initial voters are added one by one.
-func (m *Member) applyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
+func (m *Member) applyConfChange(cc raftpb.ConfChangeI) (*raftpb.ConfState, error) {
 	if cs := m.bootstrapCS; cs != nil {
 		// All bootstrap entries go to the applier in one batch, so its
 		// Applied() is stale here: accumulate the voters ourselves.
 		for _, c := range cc.AsV2().GetChanges() {
 			cs.Voters = append(cs.Voters, c.GetNodeId())
 		}
-		return proto.Clone(cs).(*raftpb.ConfState)
+		return proto.Clone(cs).(*raftpb.ConfState), nil
 	}
-	return m.node.NextConfState(cc)
+	return m.node.ApplyConfChange(cc)
 }
 
 // apply is the pipeline's apply stage: the applier, then log housekeeping.

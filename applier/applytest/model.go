@@ -137,6 +137,10 @@ type harness struct {
 	eng applier.Engine
 	app *applier.Applier
 
+	// learner is the learner the last generated conf change added (0 if
+	// it removed one).
+	learner uint64
+
 	// pending are validated writes (and some Ranges) not yet applied.
 	pending []*pb.InternalRaftRequest
 	// expected holds the model's answer for every request that went (or
@@ -196,9 +200,9 @@ func (h *harness) close() {
 
 // confStateOf is the ApplyConfChange stand-in: a ConfState that depends
 // only on the change, so that replays reproduce it.
-func confStateOf(cc raftpb.ConfChangeI) *raftpb.ConfState {
+func confStateOf(cc raftpb.ConfChangeI) (*raftpb.ConfState, error) {
 	id := cc.AsV2().GetChanges()[0].GetNodeId()
-	return &raftpb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{id}}
+	return &raftpb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{id}}, nil
 }
 
 func (h *harness) step(req *pb.InternalRaftRequest) {
@@ -280,13 +284,23 @@ func (h *harness) flush() {
 			ents = append(ents, h.entry(raftpb.EntryNormal, nil))
 		}
 		if h.rng.IntN(50) == 0 {
+			// Alternate adding and removing one learner, so that every
+			// change passes the applier's membership checks (at most one
+			// learner; no duplicates) and the predicted ConfState holds.
 			cc := &raftpb.ConfChange{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: proto.Uint64(uint64(4 + h.rng.IntN(5)))}
+			if h.learner != 0 {
+				cc = &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(h.learner)}
+				h.learner = 0
+			} else {
+				h.learner = cc.GetNodeId()
+			}
 			data, err := proto.Marshal(cc)
 			if err != nil {
 				h.t.Fatal(err)
 			}
 			ents = append(ents, h.entry(raftpb.EntryConfChange, data))
-			h.confs = append(h.confs, confAt{h.index, confStateOf(cc)})
+			cs, _ := confStateOf(cc)
+			h.confs = append(h.confs, confAt{h.index, cs})
 		}
 		n := min(1+h.rng.IntN(4), len(h.pending))
 		var reqs [][]byte
