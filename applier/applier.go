@@ -74,6 +74,11 @@ type Applier struct {
 	eng   Engine
 	chunk int
 
+	// readers is held shared by every read in progress (from opening its
+	// snapshot to closing it) and exclusively by Close, so that the
+	// engine is never closed under a read: the owner closes the engine
+	// only after Close returned.
+	readers sync.RWMutex
 	// writeMu serializes the engine's write batches: Apply's and the
 	// physical compactor's.
 	writeMu sync.Mutex
@@ -428,10 +433,10 @@ func (a *Applier) Stats() EngineStats { return a.eng.Stats() }
 
 // readView opens a snapshot of the committed state with its revisions.
 func (a *Applier) readView() (*txnCtx, Snapshot, error) {
-	if a.closed() {
-		return nil, nil, ErrClosed
+	snap, err := a.openSnapshot()
+	if err != nil {
+		return nil, nil, err
 	}
-	snap := a.eng.NewSnapshot()
 	rev, compacted, err := loadRevs(snap)
 	if err != nil {
 		snap.Close()
@@ -485,6 +490,8 @@ func (a *Applier) Close() error {
 	close(a.mu.changed)
 	a.mu.changed = make(chan struct{})
 	a.mu.Unlock()
+	a.readers.Lock() // wait out reads that began before Close
+	a.readers.Unlock()
 	a.compactor.stop()
 	a.writeMu.Lock() // wait out an Apply that began before Close
 	a.writeMu.Unlock()
@@ -563,4 +570,32 @@ func writeState(b Batch, st *applyState, confChanged bool) error {
 		}
 	}
 	return nil
+}
+
+// openSnapshot opens an engine snapshot for a read, or fails with ErrClosed.
+// The read holds a.readers until it closes the snapshot.
+func (a *Applier) openSnapshot() (Snapshot, error) {
+	a.readers.RLock()
+	if a.closed() {
+		a.readers.RUnlock()
+		return nil, ErrClosed
+	}
+	return &readSnapshot{Snapshot: a.eng.NewSnapshot(), a: a}, nil
+}
+
+// readSnapshot releases the applier's read hold when closed.
+type readSnapshot struct {
+	Snapshot
+	a    *Applier
+	done bool
+}
+
+func (s *readSnapshot) Close() error {
+	if s.done {
+		return nil
+	}
+	s.done = true
+	err := s.Snapshot.Close()
+	s.a.readers.RUnlock()
+	return err
 }

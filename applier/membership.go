@@ -234,10 +234,10 @@ func applyMemberAttrs(b Batch, r *membershippb.ClusterMemberAttrSetRequest) erro
 // Members returns the cluster's members, in ID order, as of the last
 // committed batch.
 func (a *Applier) Members() ([]*pb.Member, error) {
-	if a.closed() {
-		return nil, ErrClosed
+	snap, err := a.openSnapshot()
+	if err != nil {
+		return nil, err
 	}
-	snap := a.eng.NewSnapshot()
 	defer snap.Close()
 	return readMembers(snap)
 }

@@ -424,6 +424,34 @@ func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) (*raftpb.ConfState, error)
 	}
 }
 
+// Progress reports, on the leader, how far each member's log matches the
+// leader's; ok is false on a follower.
+func (n *Node) Progress(ctx context.Context) (match map[uint64]uint64, ok bool, err error) {
+	res := make(chan map[uint64]uint64, 1)
+	if !n.call(func(rn *raft.RawNode) {
+		st := rn.Status()
+		if st.RaftState != raft.StateLeader {
+			res <- nil
+			return
+		}
+		m := make(map[uint64]uint64, len(st.Progress))
+		for id, pr := range st.Progress {
+			m[id] = pr.Match
+		}
+		res <- m
+	}) {
+		return nil, false, ErrStopped
+	}
+	select {
+	case m := <-res:
+		return m, m != nil, nil
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	case <-n.stopC:
+		return nil, false, ErrStopped
+	}
+}
+
 // ProposeConfChange proposes a membership change. Like Propose, it returns
 // once raft accepted or refused it.
 func (n *Node) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) error {

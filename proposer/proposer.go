@@ -9,6 +9,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/stratakv/strata/applier"
@@ -20,6 +21,8 @@ type Raft interface {
 	// Propose hands one entry to raft; it returns once raft accepted or
 	// refused it, not when it commits.
 	Propose(ctx context.Context, data []byte) error
+	// ProposeConfChange proposes a membership change, likewise.
+	ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) error
 }
 
 // Config configures a Proposer.
@@ -86,7 +89,10 @@ type waiter struct {
 
 // batch is one proposed entry; its inflight slot is released when every
 // request in it has been answered or abandoned.
-type batch struct{ pending int }
+type batch struct {
+	pending int
+	noSlot  bool // a conf change: proposed alone, outside the slots
+}
 
 // New starts a proposer.
 func New(cfg Config) *Proposer {
@@ -139,6 +145,37 @@ func (p *Proposer) Propose(ctx context.Context, req *pb.InternalRaftRequest) (ap
 	if err := p.enqueue(w); err != nil {
 		return applier.Result{}, err
 	}
+	return p.wait(ctx, w)
+}
+
+// ProposeConfChange assigns cc an ID, proposes it on its own (membership
+// changes are rare and raft admits one at a time) and waits for the
+// applier's verdict: Result.Err is etcd's error if the state machine
+// rejected the change.
+func (p *Proposer) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) (applier.Result, error) {
+	cc.Id = new(p.ids.next())
+	// A one-request batch that holds no inflight slot.
+	w := &waiter{id: cc.GetId(), resC: make(chan applier.Result, 1), batch: &batch{pending: 1, noSlot: true}}
+	p.mu.Lock()
+	if p.mu.stopped {
+		p.mu.Unlock()
+		return applier.Result{}, rpctypes.ErrGRPCStopped
+	}
+	p.mu.waiters[w.id] = w
+	p.mu.Unlock()
+	if err := p.cfg.Raft.ProposeConfChange(ctx, cc); err != nil {
+		p.abandon(w)
+		if errors.Is(err, errProposalDropped) {
+			return applier.Result{}, rpctypes.ErrGRPCNoLeader
+		}
+		return applier.Result{}, err
+	}
+	return p.wait(ctx, w)
+}
+
+// wait waits for w's result, the caller's context, the request timeout or
+// the proposer's stop.
+func (p *Proposer) wait(ctx context.Context, w *waiter) (applier.Result, error) {
 	timeout := p.cfg.Clock.After(p.cfg.RequestTimeout)
 	select {
 	case res := <-w.resC:
@@ -244,7 +281,7 @@ func (p *Proposer) releaseLocked(w *waiter) {
 		return
 	}
 	b.pending--
-	if b.pending == 0 {
+	if b.pending == 0 && !b.noSlot {
 		p.mu.inflight--
 		select {
 		case p.kick <- struct{}{}:

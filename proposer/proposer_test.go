@@ -12,6 +12,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/clock"
@@ -27,6 +28,8 @@ type fakeRaft struct {
 }
 
 func newFakeRaft() *fakeRaft { return &fakeRaft{arrived: make(chan int, 1024)} }
+
+func (f *fakeRaft) ProposeConfChange(context.Context, raftpb.ConfChangeI) error { return f.err }
 
 func (f *fakeRaft) Propose(_ context.Context, data []byte) error {
 	if f.err != nil {

@@ -3,10 +3,12 @@ package writernode
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
@@ -121,3 +123,44 @@ func (b *backend) Members() ([]*pb.Member, error) {
 	ms, err := b.app.Members()
 	return ms, stoppedErr(err)
 }
+
+func (b *backend) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
+	res, err := b.prop.ProposeConfChange(ctx, cc)
+	if err != nil {
+		return stoppedErr(err)
+	}
+	return res.Err
+}
+
+// NewMemberID derives a new member's ID like etcd: from its peer URLs, the
+// cluster token and the time, so that re-adding the same URLs later gets
+// a fresh ID.
+func (b *backend) NewMemberID(peerURLs []string) uint64 {
+	return MemberID(peerURLs, b.cfg.InitialClusterToken+strconv.FormatInt(b.cfg.Clock.Now().Unix(), 10))
+}
+
+// learnerReadyFraction is etcd's readiness threshold for promotion: the
+// learner's log matches at least 90% of the leader's.
+const learnerReadyFraction = 0.9
+
+func (b *backend) LearnerReady(id uint64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), b.requestTimeout())
+	defer cancel()
+	match, ok, err := b.node.Progress(ctx)
+	if err != nil {
+		return stoppedErr(err)
+	}
+	if !ok {
+		return rpctypes.ErrGRPCNotLeader
+	}
+	lm, found := match[id]
+	if !found {
+		return rpctypes.ErrGRPCMemberNotFound
+	}
+	if float64(lm) < learnerReadyFraction*float64(match[b.id.MemberID]) {
+		return rpctypes.ErrGRPCLearnerNotReady
+	}
+	return nil
+}
+
+func (b *backend) StrictReconfigCheck() bool { return !b.cfg.NoStrictReconfigCheck }

@@ -2,6 +2,7 @@ package writernode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,6 +47,8 @@ type Config struct {
 	MaxTxnOps       int
 	QuotaBytes      int64
 	UnsafeNoFsync   bool
+	// NoStrictReconfigCheck is etcd's --strict-reconfig-check=false.
+	NoStrictReconfigCheck bool
 	// PeerCompression compresses raft traffic to peers: "none", "s2" or
 	// "zstd".
 	PeerCompression string
@@ -306,7 +309,21 @@ func (m *Member) apply(ents []*raftpb.Entry) error {
 	if err := m.app.Apply(ents); err != nil {
 		return err
 	}
+	if cs := m.app.Applied().ConfState; cs != nil && !inConfState(cs, m.id.MemberID) {
+		// As etcd: a removed member stops rather than serve a cluster
+		// that no longer counts it.
+		return ErrMemberRemoved
+	}
 	return m.maybeReleaseLog()
+}
+
+// ErrMemberRemoved is returned (and stops the member) when the member
+// applies its own removal from the cluster.
+var ErrMemberRemoved = errors.New("the member has been permanently removed from the cluster")
+
+func inConfState(cs *raftpb.ConfState, id uint64) bool {
+	return slices.Contains(cs.Voters, id) || slices.Contains(cs.Learners, id) ||
+		slices.Contains(cs.VotersOutgoing, id) || slices.Contains(cs.LearnersNext, id)
 }
 
 // maybeReleaseLog makes the engine durable and lets the WAL drop what the
@@ -454,6 +471,10 @@ type raftProxy Member
 
 func (r *raftProxy) Propose(ctx context.Context, data []byte) error {
 	return r.node.Propose(ctx, data)
+}
+
+func (r *raftProxy) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) error {
+	return r.node.ProposeConfChange(ctx, cc)
 }
 
 // walStore adapts the WAL to the pipeline's LogStore.

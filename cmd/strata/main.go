@@ -105,20 +105,21 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 	}
 
 	m, err := writernode.Start(writernode.Config{
-		Name:                cfg.Name,
-		DataDir:             cfg.DataDir,
-		ClientURLs:          urlStrings(cfg.AdvertiseClientURLs),
-		InitialCluster:      initialCluster(cfg.InitialClusterMembers),
-		InitialClusterToken: cfg.InitialClusterToken,
-		TickInterval:        cfg.HeartbeatDuration(),
-		ElectionTicks:       cfg.ElectionTicks(),
-		SnapshotCount:       cfg.SnapshotCount,
-		MaxRequestBytes:     int(cfg.MaxRequestBytes),
-		MaxTxnOps:           int(cfg.MaxTxnOps),
-		QuotaBytes:          quotaBytes(cfg.QuotaBackendBytes),
-		UnsafeNoFsync:       cfg.UnsafeNoFsync,
-		Versions:            api.Versions{Server: version.EtcdServer, Storage: version.Storage},
-		Logger:              lg,
+		Name:                  cfg.Name,
+		DataDir:               cfg.DataDir,
+		ClientURLs:            urlStrings(cfg.AdvertiseClientURLs),
+		InitialCluster:        initialCluster(cfg.InitialClusterMembers),
+		InitialClusterToken:   cfg.InitialClusterToken,
+		TickInterval:          cfg.HeartbeatDuration(),
+		ElectionTicks:         cfg.ElectionTicks(),
+		SnapshotCount:         cfg.SnapshotCount,
+		MaxRequestBytes:       int(cfg.MaxRequestBytes),
+		MaxTxnOps:             int(cfg.MaxTxnOps),
+		QuotaBytes:            quotaBytes(cfg.QuotaBackendBytes),
+		UnsafeNoFsync:         cfg.UnsafeNoFsync,
+		NoStrictReconfigCheck: !cfg.StrictReconfigCheck,
+		Versions:              api.Versions{Server: version.EtcdServer, Storage: version.Storage},
+		Logger:                lg,
 	})
 	if err != nil {
 		return err

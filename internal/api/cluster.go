@@ -2,17 +2,35 @@ package api
 
 import (
 	"context"
+	"net"
+	"net/url"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/stratakv/strata/applier"
 )
 
-// Membership reports the cluster's members.
+// Membership is what the Cluster service needs from a member.
 type Membership interface {
+	// Members is the replicated member list.
 	Members() ([]*pb.Member, error)
+	// ProposeConfChange replicates a membership change and returns once
+	// it is applied locally: nil, or the etcd error the state machine
+	// rejected it with.
+	ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error
+	// NewMemberID picks the ID of a member to be added.
+	NewMemberID(peerURLs []string) uint64
+	// LearnerReady reports whether learner id has caught up with the
+	// leader enough to be promoted (etcd: 90% of the leader's log). Only
+	// the leader can tell: others answer ErrGRPCNotLeader.
+	LearnerReady(id uint64) error
+	// StrictReconfigCheck is etcd's --strict-reconfig-check.
+	StrictReconfigCheck() bool
 }
 
-// Cluster implements etcdserverpb.ClusterServer. Membership changes arrive
-// with the multi-member cluster; today it lists members.
+// Cluster implements etcdserverpb.ClusterServer.
 type Cluster struct {
 	pb.UnimplementedClusterServer
 	b Backend
@@ -22,6 +40,14 @@ type Cluster struct {
 // NewCluster returns the Cluster service.
 func NewCluster(b Backend, m Membership) *Cluster { return &Cluster{b: b, m: m} }
 
+// header is the Cluster service's header: membership is not MVCC state, so
+// like etcd it carries no revision.
+func (s *Cluster) header() *pb.ResponseHeader {
+	h := s.b.Header()
+	h.Revision = 0
+	return h
+}
+
 // MemberList implements etcd's Cluster.MemberList. A linearizable list
 // first passes the same barrier as a linearizable read.
 func (s *Cluster) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
@@ -30,13 +56,180 @@ func (s *Cluster) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.
 			return nil, togRPCError(err)
 		}
 	}
-	// Membership is not MVCC state: like etcd, the header carries no
-	// revision.
 	members, err := s.m.Members()
 	if err != nil {
 		return nil, togRPCError(err)
 	}
-	h := s.b.Header()
-	h.Revision = 0
-	return &pb.MemberListResponse{Header: h, Members: members}, nil
+	return &pb.MemberListResponse{Header: s.header(), Members: members}, nil
+}
+
+// MemberAdd implements etcd's Cluster.MemberAdd: the member is added to
+// raft's configuration (as a voter or a learner) and to the member list,
+// unnamed until it starts and publishes itself.
+func (s *Cluster) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	if !validPeerURLs(r.PeerURLs) {
+		return nil, rpctypes.ErrGRPCMemberBadURLs
+	}
+	members, err := s.m.Members()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	if !r.IsLearner && s.m.StrictReconfigCheck() && !readyToAddVoter(members) {
+		return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
+	}
+	m := &pb.Member{ID: s.m.NewMemberID(r.PeerURLs), PeerURLs: r.PeerURLs, IsLearner: r.IsLearner}
+	typ := raftpb.ConfChangeAddNode
+	if r.IsLearner {
+		typ = raftpb.ConfChangeAddLearnerNode
+	}
+	if err := s.m.ProposeConfChange(ctx, &raftpb.ConfChange{Type: typ.Enum(), NodeId: new(m.ID), Context: applier.MemberContext(m)}); err != nil {
+		return nil, togRPCError(err)
+	}
+	after, err := s.m.Members()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	return &pb.MemberAddResponse{Header: s.header(), Member: m, Members: after}, nil
+}
+
+// MemberRemove implements etcd's Cluster.MemberRemove.
+func (s *Cluster) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	members, err := s.m.Members()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	if s.m.StrictReconfigCheck() && !readyToRemove(members, r.ID) {
+		return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
+	}
+	if err := s.m.ProposeConfChange(ctx, &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(r.ID)}); err != nil {
+		return nil, togRPCError(err)
+	}
+	after, err := s.m.Members()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	return &pb.MemberRemoveResponse{Header: s.header(), Members: after}, nil
+}
+
+// MemberUpdate implements etcd's Cluster.MemberUpdate (peer URLs only).
+func (s *Cluster) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if !validPeerURLs(r.PeerURLs) {
+		return nil, rpctypes.ErrGRPCMemberBadURLs
+	}
+	m := &pb.Member{ID: r.ID, PeerURLs: r.PeerURLs}
+	if err := s.m.ProposeConfChange(ctx, &raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: new(r.ID), Context: applier.MemberContext(m)}); err != nil {
+		return nil, togRPCError(err)
+	}
+	after, err := s.m.Members()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	return &pb.MemberUpdateResponse{Header: s.header(), Members: after}, nil
+}
+
+// MemberPromote implements etcd's Cluster.MemberPromote: a learner that has
+// caught up with the leader becomes a voter.
+func (s *Cluster) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	members, err := s.m.Members()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	var target *pb.Member
+	for _, m := range members {
+		if m.ID == r.ID {
+			target = m
+		}
+	}
+	switch {
+	case target == nil:
+		return nil, rpctypes.ErrGRPCMemberNotFound
+	case !target.IsLearner:
+		return nil, rpctypes.ErrGRPCMemberNotLearner
+	}
+	if err := s.m.LearnerReady(r.ID); err != nil {
+		return nil, togRPCError(err)
+	}
+	if s.m.StrictReconfigCheck() && !readyToPromote(members, r.ID) {
+		return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
+	}
+	if err := s.m.ProposeConfChange(ctx, &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(r.ID),
+		Context: applier.MemberContext(&pb.Member{ID: r.ID})}); err != nil {
+		return nil, togRPCError(err)
+	}
+	after, err := s.m.Members()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	return &pb.MemberPromoteResponse{Header: s.header(), Members: after}, nil
+}
+
+// validPeerURLs applies etcd's URL rules: at least one, each absolute with
+// scheme http, https, unix or unixs, a host:port (for http and https), and
+// no path.
+func validPeerURLs(us []string) bool {
+	if len(us) == 0 {
+		return false
+	}
+	for _, s := range us {
+		u, err := url.Parse(s)
+		if err != nil {
+			return false
+		}
+		switch u.Scheme {
+		case "http", "https":
+			if _, _, err := net.SplitHostPort(u.Host); err != nil {
+				return false
+			}
+		case "unix", "unixs":
+		default:
+			return false
+		}
+		if u.Path != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// started counts voting members that have published themselves.
+func startedVoters(members []*pb.Member, skip uint64) (voters, started int) {
+	for _, m := range members {
+		if m.IsLearner || m.ID == skip {
+			continue
+		}
+		voters++
+		if m.Name != "" {
+			started++
+		}
+	}
+	return voters, started
+}
+
+// readyToAddVoter is etcd's rule: after adding, the started voters still
+// make a quorum — except that a lone started member may add a second.
+func readyToAddVoter(members []*pb.Member) bool {
+	voters, started := startedVoters(members, 0)
+	if started == 1 && voters == 1 {
+		return true
+	}
+	return started >= (voters+1)/2+1
+}
+
+// readyToRemove: removing a learner is always fine; removing a voter must
+// leave a quorum of started voters among the rest.
+func readyToRemove(members []*pb.Member, id uint64) bool {
+	for _, m := range members {
+		if m.ID == id && m.IsLearner {
+			return true
+		}
+	}
+	voters, started := startedVoters(members, id)
+	return started >= voters/2+1
+}
+
+// readyToPromote: counting the learner as a started voter, the started
+// voters must make a quorum of the grown configuration.
+func readyToPromote(members []*pb.Member, id uint64) bool {
+	voters, started := startedVoters(members, id)
+	return started+1 >= (voters+1)/2+1
 }
