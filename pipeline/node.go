@@ -18,6 +18,9 @@ import (
 var (
 	// ErrStopped is returned when the node has stopped or is stopping.
 	ErrStopped = errors.New("pipeline: node stopped")
+	// ErrLeaderTransferFailed is returned by TransferLeadership when raft
+	// gave up moving leadership (the target did not catch up in time).
+	ErrLeaderTransferFailed = errors.New("pipeline: leadership transfer abandoned")
 	// ErrProposalDropped is returned when raft refused a proposal, e.g.
 	// because there is no leader. The proposal was not appended.
 	ErrProposalDropped = raft.ErrProposalDropped
@@ -30,6 +33,10 @@ type LogStore interface {
 	// crash: raft asks for no sync when only the commit index moved, which
 	// a restart recovers (an applied entry is committed by definition).
 	Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error
+	// SaveSnapshot durably records that the state machine now holds a
+	// snapshot (installed before raft was told of it): log entries up to
+	// its index are no longer needed.
+	SaveSnapshot(snap *raftpb.Snapshot) error
 }
 
 // StartState is what the node restarts from: the state machine's applied
@@ -66,7 +73,12 @@ type Config struct {
 	// Transport carries messages to the other members; nil for a member
 	// that is alone in its cluster.
 	Transport Transport
-	Logger    *zap.Logger
+	// Snapshot, if set, is what raft gets when it must send a follower a
+	// snapshot: metadata for the state machine as it is now (its applied
+	// index, term and ConfState), which the transport then streams. Nil
+	// uses the in-memory log's last compaction point.
+	Snapshot func() (*raftpb.Snapshot, error)
+	Logger   *zap.Logger
 }
 
 // Transport sends raft messages to other members. Send must not block:
@@ -87,10 +99,6 @@ func (c *Config) validate() error {
 	}
 	if c.Start.ConfState == nil || len(c.Start.ConfState.Voters) == 0 {
 		return errors.New("pipeline: start state has no voters")
-	}
-	if hs := c.Start.HardState; hs != nil && hs.GetCommit() < c.Start.AppliedIndex {
-		return fmt.Errorf("pipeline: applied index %d is past the durable commit index %d: the log lost committed entries",
-			c.Start.AppliedIndex, hs.GetCommit())
 	}
 	if hs := c.Start.HardState; hs != nil && hs.GetCommit() > c.Start.AppliedIndex+uint64(len(c.Start.Entries)) {
 		return fmt.Errorf("pipeline: commit index %d is past the last logged entry %d: the log lost committed entries",
@@ -216,14 +224,24 @@ func New(cfg Config) (*Node, error) {
 	if hs == nil || raft.IsEmptyHardState(hs) {
 		hs = &raftpb.HardState{Term: new(cfg.Start.AppliedTerm), Commit: new(cfg.Start.AppliedIndex)}
 	}
+	if hs.GetCommit() < cfg.Start.AppliedIndex {
+		// A HardState that only moved the commit index is not fsynced
+		// (see LogStore), so the state machine may be ahead of the
+		// durable commit index; what it applied was committed.
+		hs = &raftpb.HardState{Term: hs.Term, Vote: hs.Vote, Commit: new(cfg.Start.AppliedIndex)}
+	}
 	if err := st.SetHardState(hs); err != nil {
 		return nil, err
+	}
+	var rst raft.Storage = st
+	if cfg.Snapshot != nil {
+		rst = snapshotStorage{st, cfg.Snapshot}
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:                 cfg.ID,
 		ElectionTick:       cfg.ElectionTicks,
 		HeartbeatTick:      1,
-		Storage:            st,
+		Storage:            rst,
 		Applied:            cfg.Start.AppliedIndex,
 		AsyncStorageWrites: true,
 		MaxSizePerMsg:      1 << 20,
@@ -357,10 +375,18 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 	if !n.call(func(rn *raft.RawNode) {
 		st := rn.Status()
 		var best, match uint64
+		bestActive := false
 		if st.RaftState == raft.StateLeader {
+			// Prefer a voter heard from recently: raft gives up on a
+			// transfer to an unreachable one after an election timeout.
 			for id, pr := range st.Progress {
-				if id != st.ID && !pr.IsLearner && pr.Match >= match {
-					best, match = id, pr.Match
+				if id == st.ID || pr.IsLearner {
+					continue
+				}
+				better := pr.RecentActive && !bestActive ||
+					pr.RecentActive == bestActive && (pr.Match > match || pr.Match == match && id < best)
+				if best == 0 || better {
+					best, match, bestActive = id, pr.Match, pr.RecentActive
 				}
 			}
 		}
@@ -389,6 +415,9 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		if st := n.Status(); st.Lead != 0 && st.Lead != n.cfg.ID {
 			return nil
 		}
+		if n.transferAbandoned() {
+			return ErrLeaderTransferFailed
+		}
 		select {
 		case <-tk.C():
 		case <-ctx.Done():
@@ -396,6 +425,24 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		case <-n.stopC:
 			return ErrStopped
 		}
+	}
+}
+
+// transferAbandoned reports whether this node still leads with no transfer
+// in progress.
+func (n *Node) transferAbandoned() bool {
+	res := make(chan bool, 1)
+	if !n.call(func(rn *raft.RawNode) {
+		bs := rn.BasicStatus()
+		res <- bs.RaftState == raft.StateLeader && bs.LeadTransferee == raft.None
+	}) {
+		return false
+	}
+	select {
+	case v := <-res:
+		return v
+	case <-n.stopC:
+		return false
 	}
 }
 
@@ -470,10 +517,16 @@ func (n *Node) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) err
 }
 
 // CompactLog discards in-memory log entries up to index, which the state
-// machine has made durable. (A writer that must catch up a follower past
-// this point will send a snapshot: that arrives with the cluster.)
-func (n *Node) CompactLog(index uint64) {
-	if err := n.storage.Compact(index); err != nil && err != raft.ErrCompacted {
+// machine has made durable with ConfState cs. A follower that needs them
+// gets a snapshot instead: raft's snapshot metadata moves to index, and its
+// data is the state machine itself (at index or later), streamed by the
+// transport.
+func (n *Node) CompactLog(index uint64, cs *raftpb.ConfState) {
+	if _, err := n.storage.CreateSnapshot(index, cs, nil); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+		n.lg.Warn("snapshot in-memory raft log", zap.Uint64("index", index), zap.Error(err))
+		return
+	}
+	if err := n.storage.Compact(index); err != nil && !errors.Is(err, raft.ErrCompacted) {
 		n.lg.Warn("compact in-memory raft log", zap.Uint64("index", index), zap.Error(err))
 	}
 }
@@ -568,9 +621,6 @@ func (n *Node) handleReady(reads *readBatcher) error {
 	for _, m := range rd.Messages {
 		switch m.GetTo() {
 		case raft.LocalAppendThread:
-			if !raft.IsEmptySnap(m.GetSnapshot()) {
-				return errors.New("pipeline: installing raft snapshots is not supported on a writer yet")
-			}
 			n.appendQ.push(m)
 		case raft.LocalApplyThread:
 			n.applyQ.push(m)
@@ -643,6 +693,14 @@ func (n *Node) runAppend() {
 
 func (n *Node) appendBatch(ms []*raftpb.Message) error {
 	for i, m := range ms {
+		if snap := m.GetSnapshot(); !raft.IsEmptySnap(snap) {
+			// The state machine already holds it (the transport installs
+			// a snapshot's data before stepping its MsgSnap); record it
+			// before the entries that follow it.
+			if err := n.cfg.Log.SaveSnapshot(snap); err != nil {
+				return fmt.Errorf("pipeline: record snapshot: %w", err)
+			}
+		}
 		var hs *raftpb.HardState
 		if m.Term != nil {
 			hs = &raftpb.HardState{Term: m.Term, Vote: m.Vote, Commit: m.Commit}
@@ -668,6 +726,14 @@ func (n *Node) appendBatch(ms []*raftpb.Message) error {
 		}
 	}
 	for _, m := range ms {
+		if snap := m.GetSnapshot(); !raft.IsEmptySnap(snap) {
+			if err := n.storage.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+				return fmt.Errorf("pipeline: memory log: %w", err)
+			}
+			n.mu.Lock()
+			n.mu.status.Applied = max(n.mu.status.Applied, snap.GetMetadata().GetIndex())
+			n.mu.Unlock()
+		}
 		if err := n.storage.Append(m.GetEntries()); err != nil {
 			return fmt.Errorf("pipeline: memory log: %w", err)
 		}
@@ -710,6 +776,22 @@ func (n *Node) runApply() {
 			n.deliver(m.GetResponses())
 		}
 	}
+}
+
+// snapshotStorage is raft's storage with snapshots taken from the state
+// machine on demand: a follower then installs exactly the state at the
+// snapshot's index, and applies every entry after it normally.
+type snapshotStorage struct {
+	*raft.MemoryStorage
+	snap func() (*raftpb.Snapshot, error)
+}
+
+func (s snapshotStorage) Snapshot() (*raftpb.Snapshot, error) {
+	snap, err := s.snap()
+	if err != nil {
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return snap, nil
 }
 
 // msgQueue is an unbounded FIFO of messages with a wake-up signal. The raft

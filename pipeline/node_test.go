@@ -38,6 +38,8 @@ func (l *memLog) Save(hs *raftpb.HardState, ents []*raftpb.Entry, _ bool) error 
 	return nil
 }
 
+func (l *memLog) SaveSnapshot(*raftpb.Snapshot) error { return nil }
+
 // applied records what the apply stage saw.
 type applied struct {
 	mu    sync.Mutex
@@ -180,6 +182,12 @@ func TestRestartReplaysFromApplied(t *testing.T) {
 	}
 	hs := log.hs
 	log.mu.Unlock()
+	if hs.GetCommit() < ib {
+		// A commit-index-only HardState is saved without sync, after the
+		// apply stage may already have applied: what was applied was
+		// committed all the same (as writernode/member.go restarts).
+		hs = &raftpb.HardState{Term: hs.Term, Vote: hs.Vote, Commit: new(ib)}
+	}
 	app2 := newApplied(ib)
 	n2 := startOne(t, log, StartState{
 		AppliedIndex: ib, AppliedTerm: termB,
@@ -209,8 +217,6 @@ func TestStartRejectsInconsistentState(t *testing.T) {
 		st   StartState
 	}{
 		{"no voters", StartState{AppliedIndex: 1, AppliedTerm: 1, ConfState: &raftpb.ConfState{}}},
-		{"applied past commit", StartState{AppliedIndex: 5, AppliedTerm: 1, ConfState: &raftpb.ConfState{Voters: []uint64{1}},
-			HardState: &raftpb.HardState{Term: new(uint64(1)), Commit: new(uint64(3))}}},
 		{"gap after applied", StartState{AppliedIndex: 1, AppliedTerm: 1, ConfState: &raftpb.ConfState{Voters: []uint64{1}},
 			Entries: []*raftpb.Entry{{Index: new(uint64(3)), Term: new(uint64(1))}}}},
 	}

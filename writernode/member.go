@@ -76,6 +76,12 @@ type Member struct {
 
 	peers    *transport.GRPCTransport
 	peerGRPC *grpc.Server
+	// pinned are engine snapshots raft asked for, awaiting streaming to
+	// followers (peers.go).
+	pinned struct {
+		sync.Mutex
+		snaps []pinnedSnapshot
+	}
 
 	ready chan struct{}
 	stop  chan struct{}
@@ -136,10 +142,11 @@ func Start(cfg Config) (*Member, error) {
 		TickInterval:  cfg.TickInterval,
 		ElectionTicks: cfg.ElectionTicks,
 		Clock:         cfg.Clock,
-		Log:           walStore{m.wal},
+		Log:           walStore{m.wal, m.app},
 		Start:         start,
 		Apply:         m.apply,
 		Transport:     m.peers,
+		Snapshot:      (*snapshotSource)(m).raftSnapshot,
 		Logger:        lg,
 	})
 	if err != nil {
@@ -343,7 +350,7 @@ func (m *Member) maybeReleaseLog() error {
 	if err := m.wal.ReleaseTo(as.Index); err != nil {
 		return err
 	}
-	m.node.CompactLog(as.Index)
+	m.node.CompactLog(as.Index, as.ConfState)
 	m.lastRelease = as.Index
 	return nil
 }
@@ -454,6 +461,7 @@ func (m *Member) Stop() {
 		m.node.Stop()
 		m.peerGRPC.Stop()
 		m.peers.Close()
+		(*snapshotSource)(m).releasePinned()
 		m.app.Close()
 		m.grpc.Stop()
 		if err := m.eng.Sync(); err != nil {
@@ -478,7 +486,21 @@ func (r *raftProxy) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI
 }
 
 // walStore adapts the WAL to the pipeline's LogStore.
-type walStore struct{ w *wal.WAL }
+type walStore struct {
+	w   *wal.WAL
+	app *applier.Applier
+}
+
+func (s walStore) SaveSnapshot(snap *raftpb.Snapshot) error {
+	md := snap.GetMetadata()
+	if applied := s.app.Applied().Index; applied < md.GetIndex() {
+		// The transport installs a snapshot's data before raft sees it;
+		// a snapshot without its data would leave the state machine
+		// silently behind the log.
+		return fmt.Errorf("raft snapshot at index %d, but the state machine holds only %d: its data never arrived", md.GetIndex(), applied)
+	}
+	return s.w.SaveSnapshot(wal.SnapshotMarker{Index: md.GetIndex(), Term: md.GetTerm(), ConfState: md.GetConfState()})
+}
 
 func (s walStore) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error {
 	if mustSync {

@@ -2,13 +2,17 @@ package writernode
 
 import (
 	"context"
+	"fmt"
+	"io"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/transport"
+	"github.com/stratakv/strata/snapshot"
 )
 
 // peerHandler is the Member as the peer transport sees it: received
@@ -23,6 +27,100 @@ func (h *peerHandler) Process(ctx context.Context, m *raftpb.Message) error {
 
 func (h *peerHandler) ReportUnreachable(id uint64) { h.node.ReportUnreachable(id) }
 
+// InstallSnapshot replaces the state machine with a snapshot streamed from
+// the leader. The transport steps the MsgSnap into raft only after this
+// returned nil, so raft hears of the snapshot once the state is in place.
+func (h *peerHandler) InstallSnapshot(m *raftpb.Message, r io.Reader) error {
+	md := m.GetSnapshot().GetMetadata()
+	h.lg.Info("installing snapshot from leader",
+		zap.String("from", idString(m.GetFrom())), zap.Uint64("index", md.GetIndex()), zap.Uint64("term", md.GetTerm()))
+	var info snapshot.Info
+	err := h.app.Restore(func(e applier.Engine) error {
+		var err error
+		info, err = snapshot.Install(r, e)
+		return err
+	})
+	if err != nil {
+		// The engine may be half filled: stop rather than serve it.
+		h.node.Stop()
+		return err
+	}
+	h.lg.Info("installed snapshot", zap.Uint64("applied-index", info.AppliedIndex),
+		zap.Int64("keys", info.Keys), zap.Int64("bytes", info.Bytes))
+	return nil
+}
+
+// snapshotSource streams the state machine to a follower that needs a
+// snapshot. raftSnapshot pins an engine snapshot when raft asks for one and
+// describes it (its applied index, term and ConfState, read from the
+// snapshot itself, so they match the data exactly); Open streams that
+// pinned snapshot when the transport sends the MsgSnap.
+type snapshotSource Member
+
+// maxPinnedSnapshots bounds engine snapshots pinned for followers (one per
+// follower catching up is the norm); the oldest is released first.
+const maxPinnedSnapshots = 4
+
+type pinnedSnapshot struct {
+	index uint64
+	snap  applier.Snapshot
+}
+
+func (s *snapshotSource) raftSnapshot() (*raftpb.Snapshot, error) {
+	snap, err := s.app.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	as, err := applier.LoadApplied(snap)
+	if err != nil {
+		snap.Close()
+		return nil, err
+	}
+	s.pinned.Lock()
+	s.pinned.snaps = append(s.pinned.snaps, pinnedSnapshot{as.Index, snap})
+	if len(s.pinned.snaps) > maxPinnedSnapshots {
+		s.pinned.snaps[0].snap.Close()
+		s.pinned.snaps = s.pinned.snaps[1:]
+	}
+	s.pinned.Unlock()
+	return &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{
+		Index: new(as.Index), Term: new(as.Term), ConfState: as.ConfState,
+	}}, nil
+}
+
+func (s *snapshotSource) Open(m *raftpb.Message) (io.ReadCloser, error) {
+	idx := m.GetSnapshot().GetMetadata().GetIndex()
+	s.pinned.Lock()
+	var snap applier.Snapshot
+	for i, p := range s.pinned.snaps {
+		if p.index == idx {
+			snap = p.snap
+			s.pinned.snaps = append(s.pinned.snaps[:i], s.pinned.snaps[i+1:]...)
+			break
+		}
+	}
+	s.pinned.Unlock()
+	if snap == nil {
+		return nil, fmt.Errorf("no pinned snapshot at index %d", idx)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		defer snap.Close()
+		_, err := snapshot.Write(pw, snap, snapshot.WriteOptions{})
+		pw.CloseWithError(err)
+	}()
+	return pr, nil
+}
+
+// releasePinned closes every pinned snapshot (on stop).
+func (s *snapshotSource) releasePinned() {
+	s.pinned.Lock()
+	defer s.pinned.Unlock()
+	for _, p := range s.pinned.snaps {
+		p.snap.Close()
+	}
+	s.pinned.snaps = nil
+}
 func (h *peerHandler) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
 	h.node.ReportSnapshot(id, status)
 }
@@ -35,6 +133,7 @@ func (m *Member) startTransport() error {
 		ClusterID:   m.id.ClusterID,
 		Handler:     (*peerHandler)(m),
 		Compression: transport.Compression(m.cfg.PeerCompression),
+		Snapshots:   (*snapshotSource)(m),
 		Logger:      m.lg.Named("transport"),
 		Clock:       m.cfg.Clock,
 		OnPeerError: func(id uint64, err error) {
