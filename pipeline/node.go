@@ -97,7 +97,7 @@ func (c *Config) validate() error {
 	if c.Log == nil || c.Apply == nil {
 		return errors.New("pipeline: Log and Apply are required")
 	}
-	if c.Start.ConfState == nil || len(c.Start.ConfState.Voters) == 0 {
+	if c.Start.AppliedIndex > 0 && (c.Start.ConfState == nil || len(c.Start.ConfState.Voters) == 0) {
 		return errors.New("pipeline: start state has no voters")
 	}
 	if hs := c.Start.HardState; hs != nil && hs.GetCommit() > c.Start.AppliedIndex+uint64(len(c.Start.Entries)) {
@@ -209,13 +209,17 @@ func New(cfg Config) (*Node, error) {
 		lg = zap.NewNop()
 	}
 	st := raft.NewMemoryStorage()
-	snap := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{
-		Index:     new(cfg.Start.AppliedIndex),
-		Term:      new(cfg.Start.AppliedTerm),
-		ConfState: cfg.Start.ConfState,
-	}}
-	if err := st.ApplySnapshot(snap); err != nil {
-		return nil, fmt.Errorf("pipeline: install start state: %w", err)
+	// A member joining a running cluster starts with nothing (index 0, no
+	// configuration) and waits for the leader's snapshot.
+	if cfg.Start.AppliedIndex > 0 {
+		snap := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{
+			Index:     new(cfg.Start.AppliedIndex),
+			Term:      new(cfg.Start.AppliedTerm),
+			ConfState: cfg.Start.ConfState,
+		}}
+		if err := st.ApplySnapshot(snap); err != nil {
+			return nil, fmt.Errorf("pipeline: install start state: %w", err)
+		}
 	}
 	if err := st.Append(cfg.Start.Entries); err != nil {
 		return nil, fmt.Errorf("pipeline: install log: %w", err)
@@ -271,7 +275,7 @@ func New(cfg Config) (*Node, error) {
 	n.mu.status = Status{ID: cfg.ID, Commit: hs.GetCommit(), Applied: cfg.Start.AppliedIndex, Term: hs.GetTerm()}
 	// A lone voter campaigns at once rather than waiting out an election
 	// timeout: there is nobody to disagree with.
-	if cs := cfg.Start.ConfState; len(cs.Voters) == 1 && cs.Voters[0] == cfg.ID && len(cs.VotersOutgoing) == 0 {
+	if cs := cfg.Start.ConfState; len(cs.GetVoters()) == 1 && cs.Voters[0] == cfg.ID && len(cs.GetVotersOutgoing()) == 0 {
 		if err := rn.Campaign(); err != nil {
 			return nil, fmt.Errorf("pipeline: campaign: %w", err)
 		}

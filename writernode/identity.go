@@ -29,6 +29,10 @@ type identity struct {
 	MemberID  uint64          `json:"memberID"`
 	ClusterID uint64          `json:"clusterID"`
 	Members   []InitialMember `json:"members"`
+	// Joined is set for a member that joined an existing cluster: it has
+	// no bootstrap entries of its own and gets its state from the leader
+	// (a snapshot, then the log).
+	Joined bool `json:"joined,omitempty"`
 }
 
 const identityFile = "identity.json"

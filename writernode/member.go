@@ -37,6 +37,10 @@ type Config struct {
 	// used only when the data dir is new.
 	InitialCluster      map[string][]string
 	InitialClusterToken string
+	// JoinExisting is --initial-cluster-state=existing: a new data dir
+	// joins a running cluster (the member was added with MemberAdd)
+	// instead of bootstrapping one.
+	JoinExisting bool
 
 	TickInterval  time.Duration // --heartbeat-interval
 	ElectionTicks int           // --election-timeout / --heartbeat-interval
@@ -89,6 +93,11 @@ type Member struct {
 	// bootstrapCS is non-nil while the initial membership is applied,
 	// before raft runs: conf changes then accumulate into it locally.
 	bootstrapCS *raftpb.ConfState
+	// lastConf is the ConfState the peer links were last set up for. Only
+	// the apply goroutine touches it after Start.
+	lastConf *raftpb.ConfState
+	// linked are the peers the transport links to (refreshPeers).
+	linked []uint64
 	// lastRelease is the applied index at which the WAL was last released.
 	// Only the apply goroutine touches it.
 	lastRelease uint64
@@ -131,6 +140,7 @@ func Start(cfg Config) (*Member, error) {
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		RequestTimeout:  5*time.Second + 2*time.Duration(cfg.ElectionTicks)*cfg.TickInterval,
 	})
+	m.lastConf = start.ConfState
 	if err := m.startTransport(); err != nil {
 		m.prop.Stop()
 		return nil, err
@@ -182,7 +192,12 @@ func (m *Member) openStorage() error {
 		if entries, _ := os.ReadDir(filepath.Join(dir, "wal")); len(entries) > 0 {
 			return fmt.Errorf("data dir %s has a WAL but no %s: refusing to guess who this member is", m.cfg.DataDir, identityFile)
 		}
-		if id, err = newIdentity(m.cfg.Name, m.cfg.InitialCluster, m.cfg.InitialClusterToken); err != nil {
+		if m.cfg.JoinExisting {
+			id, err = joinIdentity(context.Background(), m.cfg.Name, m.cfg.InitialCluster)
+		} else {
+			id, err = newIdentity(m.cfg.Name, m.cfg.InitialCluster, m.cfg.InitialClusterToken)
+		}
+		if err != nil {
 			return err
 		}
 		if err := id.save(dir); err != nil {
@@ -230,13 +245,13 @@ func (m *Member) recover() (pipeline.StartState, error) {
 	if err != nil {
 		return pipeline.StartState{}, err
 	}
-	if m.app.Applied().Index == 0 {
+	if m.app.Applied().Index == 0 && !m.id.Joined {
 		if err := m.bootstrap(); err != nil {
 			return pipeline.StartState{}, fmt.Errorf("bootstrap: %w", err)
 		}
 	}
 	as := m.app.Applied()
-	if hs == nil || hs.GetCommit() == 0 {
+	if (hs == nil || hs.GetCommit() == 0) && as.Index > 0 {
 		// Bootstrapped but nothing logged yet: record the bootstrap
 		// position, so the log and the engine agree on where raft starts.
 		hs = &raftpb.HardState{Term: new(as.Term), Commit: new(as.Index)}
@@ -316,10 +331,15 @@ func (m *Member) apply(ents []*raftpb.Entry) error {
 	if err := m.app.Apply(ents); err != nil {
 		return err
 	}
-	if cs := m.app.Applied().ConfState; cs != nil && !inConfState(cs, m.id.MemberID) {
+	cs := m.app.Applied().ConfState
+	if cs != nil && !inConfState(cs, m.id.MemberID) {
 		// As etcd: a removed member stops rather than serve a cluster
 		// that no longer counts it.
 		return ErrMemberRemoved
+	}
+	if cs != nil && !proto.Equal(cs, m.lastConf) {
+		m.lastConf = cs
+		m.refreshPeers()
 	}
 	return m.maybeReleaseLog()
 }

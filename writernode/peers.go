@@ -10,7 +10,10 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
 	"github.com/stratakv/strata/applier"
+	"github.com/stratakv/strata/internal/api"
 	"github.com/stratakv/strata/internal/transport"
 	"github.com/stratakv/strata/snapshot"
 )
@@ -146,12 +149,41 @@ func (m *Member) startTransport() error {
 	m.peers = t
 	m.peerGRPC = grpc.NewServer(t.ServerOptions()...)
 	t.Register(m.peerGRPC)
+	// Joiners ask the peer URLs for the member list (join.go).
+	pb.RegisterClusterServer(m.peerGRPC, api.NewCluster((*backend)(m), (*backend)(m)))
 	for _, im := range m.id.Members {
 		if im.ID != m.id.MemberID {
 			t.AddPeer(im.ID, im.PeerURLs)
+			m.linked = append(m.linked, im.ID)
 		}
 	}
 	return nil
+}
+
+// refreshPeers links to members added since, and unlinks removed ones,
+// after a conf change was applied.
+func (m *Member) refreshPeers() {
+	members, err := m.app.Members()
+	if err != nil {
+		return
+	}
+	want := map[uint64]bool{}
+	for _, mem := range members {
+		if mem.ID == m.id.MemberID {
+			continue
+		}
+		want[mem.ID] = true
+		m.peers.AddPeer(mem.ID, mem.PeerURLs) // a no-op for a known peer
+	}
+	for _, id := range m.linked {
+		if !want[id] {
+			m.peers.RemovePeer(id)
+		}
+	}
+	m.linked = m.linked[:0]
+	for id := range want {
+		m.linked = append(m.linked, id)
+	}
 }
 
 // PeerGRPCServer is the gRPC server to serve on the peer URLs.

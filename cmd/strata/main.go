@@ -110,6 +110,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		ClientURLs:            urlStrings(cfg.AdvertiseClientURLs),
 		InitialCluster:        initialCluster(cfg.InitialClusterMembers),
 		InitialClusterToken:   cfg.InitialClusterToken,
+		JoinExisting:          !cfg.IsNewCluster(),
 		TickInterval:          cfg.HeartbeatDuration(),
 		ElectionTicks:         cfg.ElectionTicks(),
 		SnapshotCount:         cfg.SnapshotCount,

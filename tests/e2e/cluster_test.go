@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -189,4 +191,107 @@ func lastLines(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestFourthVoterJoinsAndLeaves adds a voter to a running three-member
+// cluster with MemberAdd, starts it with --initial-cluster-state=existing
+// (it learns its identity from the peers and its state from a snapshot),
+// serves reads and writes through it, checks HashKV on all four, then
+// removes it: the removed member stops, the three go on.
+func TestFourthVoterJoinsAndLeaves(t *testing.T) {
+	b := needSubject(t)
+	if b.SubjectName != "strata" {
+		t.Skip("runs strata's multi-member path")
+	}
+	extra := []string{"--heartbeat-interval=50", "--election-timeout=500", "--snapshot-count=50"}
+	ms := StartCluster(t, "j", 3, MemberConfig{Binary: b.Subject, ExtraArgs: extra})
+	clients := make([]*clientv3.Client, len(ms))
+	for i, m := range ms {
+		clients[i] = newEndpointClient(t, m)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for i := range 120 {
+		if _, err := clients[i%3].Put(ctx, fmt.Sprintf("j%03d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ports, err := FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &Member{tb: t, Name: "j3", Binary: b.Subject, ClientPort: ports[0], PeerPort: ports[1],
+		env: []string{"PATH=" + os.Getenv("PATH")}}
+	j.DataDir = filepath.Join(t.TempDir(), "j3.data")
+	j.logPath = filepath.Join(filepath.Dir(j.DataDir), "j3.log")
+	if d := os.Getenv("STRATA_E2E_LOGDIR"); d != "" {
+		j.logPath = filepath.Join(d, t.Name()+"-j3.log")
+	}
+	add, err := clients[0].MemberAdd(ctx, []string{j.PeerURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var initial []string
+	for _, m := range append(ms, j) {
+		initial = append(initial, m.Name+"="+m.PeerURL())
+	}
+	j.Args = append([]string{
+		"--name=j3", "--data-dir=" + j.DataDir,
+		"--listen-client-urls=" + j.ClientURL(), "--advertise-client-urls=" + j.ClientURL(),
+		"--listen-peer-urls=" + j.PeerURL(), "--initial-advertise-peer-urls=" + j.PeerURL(),
+		"--initial-cluster=" + strings.Join(initial, ","),
+		"--initial-cluster-state=existing",
+	}, extra...)
+	if err := j.start(); err != nil {
+		t.Fatal(err)
+	}
+	j.registerCleanup()
+	if err := j.waitReady(readyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	cj := newEndpointClient(t, j)
+	if _, err := cj.Put(ctx, "through-the-fourth", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cj.Get(ctx, "j", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 120 {
+		t.Fatalf("fourth member reads: %v %v", resp, err)
+	}
+	list, err := cj.MemberList(ctx)
+	if err != nil || len(list.Members) != 4 {
+		t.Fatalf("member list through the fourth: %v %v", list, err)
+	}
+	rev := resp.Header.Revision
+	var hashes []uint32
+	for _, c := range append(clients, cj) {
+		h, err := pb.NewMaintenanceClient(c.ActiveConnection()).HashKV(ctx, &pb.HashKVRequest{Revision: rev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, h.Hash)
+	}
+	for _, h := range hashes[1:] {
+		if h != hashes[0] {
+			t.Fatalf("members disagree at revision %d: %x", rev, hashes)
+		}
+	}
+
+	if _, err := clients[1].MemberRemove(ctx, add.Member.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-j.current().done:
+	case <-ctx.Done():
+		t.Fatal("the removed member did not stop")
+	}
+	if !strings.Contains(string(j.Output()), "permanently removed") {
+		t.Fatalf("removed member's last words:\n%s", lastLines(j.Output(), 10))
+	}
+	if _, err := clients[2].Put(ctx, "after-removal", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := clients[0].MemberList(ctx); err != nil || len(list.Members) != 3 {
+		t.Fatalf("member list after removal: %v %v", list, err)
+	}
 }

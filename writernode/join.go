@@ -1,0 +1,72 @@
+package writernode
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// joinIdentity is how a member started with --initial-cluster-state=existing
+// learns who it is: it asks the other members named in --initial-cluster,
+// over their peer URLs, for the member list (etcd's Cluster.MemberList is
+// served there too), and finds the member MemberAdd created for its own
+// peer URLs.
+func joinIdentity(ctx context.Context, name string, initial map[string][]string) (*identity, error) {
+	self, ok := initial[name]
+	if !ok {
+		return nil, fmt.Errorf("couldn't find local name %q in the initial cluster configuration", name)
+	}
+	var lastErr error
+	for n, urls := range initial {
+		if n == name {
+			continue
+		}
+		for _, u := range urls {
+			resp, err := memberListAt(ctx, u)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			id := &identity{Name: name, ClusterID: resp.Header.GetClusterId(), Joined: true}
+			for _, m := range resp.Members {
+				id.Members = append(id.Members, InitialMember{Name: m.Name, ID: m.ID, PeerURLs: m.PeerURLs})
+				if sameURLs(m.PeerURLs, self) {
+					id.MemberID = m.ID
+				}
+			}
+			if id.MemberID == 0 {
+				return nil, fmt.Errorf("member with peer URLs %v is not in the cluster (add it with MemberAdd first)", self)
+			}
+			return id, nil
+		}
+	}
+	return nil, fmt.Errorf("cannot fetch the member list from any peer in --initial-cluster: %v", lastErr)
+}
+
+func memberListAt(ctx context.Context, peerURL string) (*pb.MemberListResponse, error) {
+	u, err := url.Parse(peerURL)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return pb.NewClusterClient(conn).MemberList(ctx, &pb.MemberListRequest{}, grpc.WaitForReady(true))
+}
+
+func sameURLs(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
