@@ -432,6 +432,27 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 	}
 }
 
+// MoveLeader asks raft to hand leadership to target and waits until target
+// leads or ctx ends. (etcd's Maintenance.MoveLeader; the caller checks that
+// this member leads and target is a voter.)
+func (n *Node) MoveLeader(ctx context.Context, target uint64) error {
+	if !n.call(func(rn *raft.RawNode) { rn.TransferLeader(target) }) {
+		return ErrStopped
+	}
+	tk := n.cfg.Clock.NewTicker(n.cfg.TickInterval)
+	defer tk.Stop()
+	for n.Status().Lead != target {
+		select {
+		case <-tk.C():
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.stopC:
+			return ErrStopped
+		}
+	}
+	return nil
+}
+
 // transferAbandoned reports whether this node still leads with no transfer
 // in progress.
 func (n *Node) transferAbandoned() bool {

@@ -164,3 +164,27 @@ func (b *backend) LearnerReady(id uint64) error {
 }
 
 func (b *backend) StrictReconfigCheck() bool { return !b.cfg.NoStrictReconfigCheck }
+
+func (b *backend) MoveLeader(ctx context.Context, target uint64) error {
+	if st := b.node.Status(); !st.IsLeader {
+		return rpctypes.ErrGRPCNotLeader
+	}
+	members, err := b.app.Members()
+	if err != nil {
+		return stoppedErr(err)
+	}
+	voter := false
+	for _, m := range members {
+		voter = voter || m.ID == target && !m.IsLearner
+	}
+	if !voter {
+		return rpctypes.ErrGRPCBadLeaderTransferee
+	}
+	tctx, cancel := context.WithTimeout(ctx, b.requestTimeout())
+	defer cancel()
+	err = b.node.MoveLeader(tctx, target)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return api.ErrTimeoutLeaderTransfer
+	}
+	return stoppedErr(err)
+}

@@ -170,6 +170,7 @@ func Start(cfg Config) (*Member, error) {
 		Status:          (*backend)(m),
 		Membership:      (*backend)(m),
 		Leader:          (*backend)(m),
+		Mover:           (*backend)(m),
 		Versions:        cfg.Versions,
 		Limits:          api.Limits{MaxTxnOps: cfg.MaxTxnOps, MaxRequestBytes: cfg.MaxRequestBytes},
 		MaxRequestBytes: cfg.MaxRequestBytes,

@@ -30,6 +30,7 @@ type ServerConfig struct {
 	Status          StatusSource
 	Membership      Membership
 	Leader          LeaderSource
+	Mover           LeaderMover
 	Versions        Versions
 	Limits          Limits
 	MaxRequestBytes int
@@ -52,7 +53,7 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 		grpc.ChainStreamInterceptor(ic.stream),
 	)
 	pb.RegisterKVServer(s, NewKV(cfg.Backend, cfg.Limits))
-	pb.RegisterMaintenanceServer(s, NewMaintenance(cfg.Backend, cfg.Status, cfg.Versions))
+	pb.RegisterMaintenanceServer(s, NewMaintenance(cfg.Backend, cfg.Status, cfg.Mover, cfg.Versions))
 	pb.RegisterClusterServer(s, NewCluster(cfg.Backend, cfg.Membership))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

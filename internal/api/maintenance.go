@@ -3,6 +3,9 @@ package api
 import (
 	"context"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
@@ -26,6 +29,20 @@ type MemberStatus struct {
 	Errors []string
 }
 
+// ErrTimeoutLeaderTransfer is etcd's answer when a MoveLeader did not finish
+// in time. etcd has no rpctypes value for it, so it reaches clients as
+// codes.Unknown with etcd's text; strata sends exactly that.
+var ErrTimeoutLeaderTransfer = status.Error(codes.Unknown, "etcdserver: request timed out, leader transfer took too long")
+
+// LeaderMover moves leadership (Maintenance.MoveLeader).
+type LeaderMover interface {
+	// MoveLeader transfers leadership from this member, which must lead,
+	// to the voting member target, and waits for it: etcd's errors
+	// ErrGRPCNotLeader, ErrGRPCBadLeaderTransferee,
+	// ErrTimeoutLeaderTransfer.
+	MoveLeader(ctx context.Context, target uint64) error
+}
+
 // Versions are the version strings strata reports as an etcd server.
 type Versions struct {
 	// Server is the etcd server version strata implements (Status.version,
@@ -41,12 +58,22 @@ type Maintenance struct {
 	pb.UnimplementedMaintenanceServer
 	b        Backend
 	st       StatusSource
+	lm       LeaderMover
 	versions Versions
 }
 
 // NewMaintenance returns the Maintenance service.
-func NewMaintenance(b Backend, st StatusSource, v Versions) *Maintenance {
-	return &Maintenance{b: b, st: st, versions: v}
+func NewMaintenance(b Backend, st StatusSource, lm LeaderMover, v Versions) *Maintenance {
+	return &Maintenance{b: b, st: st, lm: lm, versions: v}
+}
+
+// MoveLeader implements etcd's Maintenance.MoveLeader. Like etcd's, the
+// response carries no header.
+func (s *Maintenance) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if err := s.lm.MoveLeader(ctx, r.TargetID); err != nil {
+		return nil, togRPCError(err)
+	}
+	return &pb.MoveLeaderResponse{}, nil
 }
 
 // Status implements etcd's Maintenance.Status for this member.

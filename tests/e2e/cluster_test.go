@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -45,7 +47,24 @@ func TestThreeWritersSurviveLeaderKill(t *testing.T) {
 		}
 	}
 
+	// MoveLeader: refused on a follower, honoured on the leader.
 	leader := leaderIndex(ctx, t, clients)
+	target := (leader + 1) % 3
+	st, err := clients[target].Status(ctx, clients[target].Endpoints()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clients[target].MoveLeader(ctx, st.Header.MemberId); !errors.Is(err, rpctypes.ErrNotLeader) {
+		t.Fatalf("MoveLeader on a follower: %v, want %v", err, rpctypes.ErrNotLeader)
+	}
+	if _, err := clients[leader].MoveLeader(ctx, st.Header.MemberId); err != nil {
+		t.Fatalf("MoveLeader: %v", err)
+	}
+	if got := leaderIndex(ctx, t, clients); got != target {
+		t.Fatalf("after MoveLeader the leader is member %d, want %d", got, target)
+	}
+
+	leader = target
 	ms[leader].Kill()
 	others := []int{(leader + 1) % 3, (leader + 2) % 3}
 
@@ -99,29 +118,41 @@ func newEndpointClient(t *testing.T, m *Member) *clientv3.Client {
 	return c
 }
 
-// leaderIndex returns the index of the member that the members agree leads.
+// leaderIndex returns the index of the member that the members agree leads,
+// waiting (bounded) for them to agree: right after a leader change a
+// follower may not have heard from the new leader yet.
 func leaderIndex(ctx context.Context, t *testing.T, clients []*clientv3.Client) int {
 	t.Helper()
-	ids := make([]uint64, len(clients))
-	var lead uint64
-	for i, c := range clients {
-		st, err := c.Status(ctx, c.Endpoints()[0])
-		if err != nil {
-			t.Fatal(err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ids := make([]uint64, len(clients))
+		var lead uint64
+		agree := true
+		for i, c := range clients {
+			st, err := c.Status(ctx, c.Endpoints()[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[i] = st.Header.MemberId
+			if i > 0 && st.Leader != lead {
+				agree = false
+			}
+			lead = st.Leader
 		}
-		ids[i] = st.Header.MemberId
-		if lead != 0 && st.Leader != lead {
-			t.Fatalf("members disagree on the leader: %x vs %x", lead, st.Leader)
+		if agree && lead != 0 {
+			for i, id := range ids {
+				if id == lead {
+					return i
+				}
+			}
+			t.Fatalf("leader %x is not a member (%x)", lead, ids)
 		}
-		lead = st.Leader
+		if time.Now().After(deadline) {
+			t.Fatalf("members do not agree on a leader")
+		}
+		// The condition is re-read from the members; this only paces it.
+		time.Sleep(20 * time.Millisecond)
 	}
-	for i, id := range ids {
-		if id == lead {
-			return i
-		}
-	}
-	t.Fatalf("leader %x is not a member (%x)", lead, ids)
-	return -1
 }
 
 // TestFollowerCatchesUpThroughSnapshot stops a follower, writes enough
