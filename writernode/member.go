@@ -141,12 +141,9 @@ func Start(cfg Config) (*Member, error) {
 		RequestTimeout:  5*time.Second + 2*time.Duration(cfg.ElectionTicks)*cfg.TickInterval,
 	})
 	m.lastConf = start.ConfState
-	if err := m.startTransport(); err != nil {
-		m.prop.Stop()
-		return nil, err
-	}
-	// New, not Start: the apply stage reaches the node (conf changes, log
-	// compaction), so m.node must be set before its goroutines run.
+	// New, not Start: the apply stage and the transport's goroutines
+	// reach the node, so m.node must be set before either runs. The node
+	// reaches the transport through peerSender, set up just after.
 	m.node, err = pipeline.New(pipeline.Config{
 		ID:            m.id.MemberID,
 		TickInterval:  cfg.TickInterval,
@@ -155,13 +152,16 @@ func Start(cfg Config) (*Member, error) {
 		Log:           walStore{m.wal, m.app},
 		Start:         start,
 		Apply:         m.apply,
-		Transport:     m.peers,
+		Transport:     (*peerSender)(m),
 		Snapshot:      (*snapshotSource)(m).raftSnapshot,
 		Logger:        lg,
 	})
 	if err != nil {
 		m.prop.Stop()
-		m.peers.Close()
+		return nil, err
+	}
+	if err := m.startTransport(); err != nil {
+		m.prop.Stop()
 		return nil, err
 	}
 	m.node.Run()

@@ -128,6 +128,12 @@ func (h *peerHandler) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
 	h.node.ReportSnapshot(id, status)
 }
 
+// peerSender is the node's Transport: the peer transport, which is created
+// after the node (its goroutines call into the node).
+type peerSender Member
+
+func (p *peerSender) Send(msgs []*raftpb.Message) { p.peers.Send(msgs) }
+
 // startTransport creates the peer transport and its gRPC server, with a link
 // to every other initial member.
 func (m *Member) startTransport() error {
