@@ -101,6 +101,9 @@ type Applier struct {
 		// changed is closed and replaced whenever the above change.
 		changed chan struct{}
 		closed  bool
+		// removed mirrors the c/r/ keys: members removed from the
+		// cluster, asked about on every received peer message.
+		removed map[uint64]bool
 	}
 
 	compactor compactor
@@ -151,6 +154,9 @@ func New(cfg Config) (*Applier, error) {
 	a.st = st
 	a.mu.changed = make(chan struct{})
 	a.publishLocked(&st)
+	if a.mu.removed, err = loadRemoved(a.eng); err != nil {
+		return nil, err
+	}
 	a.lg.Info("opened state machine",
 		zap.Uint64("applied-index", st.index), zap.Uint64("applied-term", st.term),
 		zap.Int64("revision", st.rev), zap.Int64("compacted-revision", st.compacted),
@@ -211,6 +217,7 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 	}
 	st := a.st
 	confChanged := false
+	var removed []uint64
 	b := a.eng.NewBatch()
 	defer b.Close()
 	var notes []notification
@@ -246,8 +253,15 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 			}
 			if reject != nil {
 				cc = noopConfChange(cc)
-			} else if err := applyMembershipChange(b, cc); err != nil {
-				return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
+			} else {
+				if err := applyMembershipChange(b, cc); err != nil {
+					return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
+				}
+				for _, ch := range cc.AsV2().GetChanges() {
+					if ch.GetType() == raftpb.ConfChangeRemoveNode {
+						removed = append(removed, ch.GetNodeId())
+					}
+				}
 			}
 			if a.cfg.ApplyConfChange != nil {
 				cs, err := a.cfg.ApplyConfChange(cc)
@@ -277,7 +291,12 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 		return nil, fmt.Errorf("applier: commit: %w", err)
 	}
 	a.st = st
-	a.publish(&st)
+	a.mu.Lock()
+	for _, id := range removed {
+		a.mu.removed[id] = true
+	}
+	a.publishLocked(&st)
+	a.mu.Unlock()
 	if st.compacted > st.phys.done {
 		a.compactor.kick()
 	}

@@ -24,6 +24,10 @@ import (
 // name as started.
 var prefixMembers = []byte("c/m/")
 
+// prefixRemoved records members removed from the cluster (c/r/<id>), as
+// etcd does, so that peers can tell a removed member it is gone.
+var prefixRemoved = []byte("c/r/")
+
 func memberKey(id uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(nil), prefixMembers...), id)
 }
@@ -207,6 +211,9 @@ func applyMembershipChange(b Batch, cc raftpb.ConfChangeI) error {
 			if err := b.Delete(memberKey(id)); err != nil {
 				return err
 			}
+			if err := b.Set(binary.BigEndian.AppendUint64(append([]byte(nil), prefixRemoved...), id), nil); err != nil {
+				return err
+			}
 		case raftpb.ConfChangeUpdateNode:
 			if found && len(given.PeerURLs) > 0 {
 				cur.PeerURLs = given.PeerURLs
@@ -229,6 +236,32 @@ func applyMemberAttrs(b Batch, r *membershippb.ClusterMemberAttrSetRequest) erro
 	cur.Name = r.GetMemberAttributes().GetName()
 	cur.ClientURLs = r.GetMemberAttributes().GetClientUrls()
 	return putMember(b, cur)
+}
+
+// IsRemoved reports whether member id was removed from the cluster.
+func (a *Applier) IsRemoved(id uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.mu.removed[id]
+}
+
+// loadRemoved reads the removed members recorded in e.
+func loadRemoved(e Engine) (map[uint64]bool, error) {
+	snap := e.NewSnapshot()
+	defer snap.Close()
+	it, err := snap.NewIter(prefixRemoved, prefixEnd(prefixRemoved))
+	if err != nil {
+		return nil, err
+	}
+	removed := map[uint64]bool{}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) != len(prefixRemoved)+8 {
+			return nil, iterCorrupt(it, fmt.Errorf("%w: removed-member key %q", errCorruptValue, k))
+		}
+		removed[binary.BigEndian.Uint64(k[len(prefixRemoved):])] = true
+	}
+	return removed, closeIter(it)
 }
 
 // Members returns the cluster's members, in ID order, as of the last

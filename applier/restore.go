@@ -39,8 +39,15 @@ func (a *Applier) Restore(install func(Engine) error) error {
 	if !found {
 		return fmt.Errorf("applier: restore: the installed state has no applied index")
 	}
+	removed, err := loadRemoved(a.eng)
+	if err != nil {
+		return fmt.Errorf("applier: restore: %w", err)
+	}
 	a.st = st
-	a.publish(&st)
+	a.mu.Lock()
+	a.mu.removed = removed
+	a.publishLocked(&st)
+	a.mu.Unlock()
 	a.lg.Info("restored state machine from a snapshot",
 		zap.Uint64("applied-index", st.index), zap.Uint64("applied-term", st.term),
 		zap.Int64("revision", st.rev), zap.Int64("compacted-revision", st.compacted))

@@ -572,6 +572,10 @@ func (n *Node) Err() error {
 	return n.mu.err
 }
 
+// Fail stops the node with err, as a storage failure would: for failures
+// found outside the node (say, the member learns it was removed).
+func (n *Node) Fail(err error) { n.fail(err) }
+
 func (n *Node) fail(err error) {
 	n.mu.Lock()
 	if n.mu.err == nil {

@@ -2,6 +2,7 @@ package writernode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -25,6 +26,9 @@ type peerHandler Member
 var _ transport.Handler = (*peerHandler)(nil)
 
 func (h *peerHandler) Process(ctx context.Context, m *raftpb.Message) error {
+	if h.app.IsRemoved(m.GetFrom()) {
+		return transport.ErrSenderRemoved
+	}
 	return h.node.Step(ctx, m)
 }
 
@@ -147,6 +151,10 @@ func (m *Member) startTransport() error {
 		Clock:       m.cfg.Clock,
 		OnPeerError: func(id uint64, err error) {
 			m.lg.Debug("peer link error", zap.String("peer", idString(id)), zap.Error(err))
+			if errors.Is(err, transport.ErrSenderRemoved) {
+				// A peer knows we were removed; raft would never say.
+				go m.node.Fail(ErrMemberRemoved)
+			}
 		},
 	})
 	if err != nil {

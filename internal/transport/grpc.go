@@ -685,6 +685,9 @@ func (s *grpcServer) handleMessages(ctx context.Context, f, scratch []byte) ([]b
 	return scratch, forEachMessage(body, func(m *raftpb.Message) error {
 		t.recv.messagesReceived.Add(1)
 		if err := t.cfg.Handler.Process(ctx, m); err != nil {
+			if errors.Is(err, ErrSenderRemoved) {
+				return err // ends the stream; the sender hears why
+			}
 			// As in etcd: a message raft refuses is not a link
 			// failure; raft recovers through its own retries.
 			t.cfg.Logger.Warn("failed to process raft message", zap.Uint64("from", h.from), zap.Stringer("type", m.GetType()), zap.Error(err))
@@ -824,6 +827,7 @@ var sentinels = []struct {
 	{ErrFrameTooLarge, codes.ResourceExhausted},
 	{ErrBadFrame, codes.InvalidArgument},
 	{ErrClosed, codes.Unavailable},
+	{ErrSenderRemoved, codes.FailedPrecondition},
 }
 
 func toStatus(err error) error {

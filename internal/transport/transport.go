@@ -77,6 +77,11 @@ var (
 	// ErrNoSnapshotHandler is returned to a snapshot stream when the
 	// receiving Handler does not implement SnapshotHandler.
 	ErrNoSnapshotHandler = errors.New("transport: receiver cannot install streamed snapshots")
+	// ErrSenderRemoved is returned to a sender the receiving member knows
+	// was removed from the cluster (a Handler's Process returns it, or an
+	// error wrapping it). The sender learns it through OnPeerError and, as
+	// in etcd, stops: raft alone never tells a removed member.
+	ErrSenderRemoved = errors.New("transport: the member has been permanently removed from the cluster")
 	// ErrClosed is returned by operations on a closed transport.
 	ErrClosed = errors.New("transport: closed")
 )
