@@ -32,6 +32,16 @@ import (
 // it is durable in that member's log, and no two members apply different
 // entries at one index. Leadership is sampled at every quiescent point: at
 // most one leader per term.
+//
+// Snapshots: a member's state machine is its applied record, and raft's
+// snapshot (Config.Snapshot, asked for when a follower needs entries the
+// leader's log no longer has) is that record, carried in the MsgSnap's Data
+// since the in-memory network streams nothing out of band. The receiving
+// member installs it before stepping the MsgSnap, as writernode's
+// SnapshotHandler does for the gRPC transport; the install is checked
+// against what the members applied at each index, the entries applied after
+// it are checked as any others, and raft must record a snapshot
+// (LogStore.SaveSnapshot) only once the state machine holds it.
 
 const (
 	netTick          = 10 * time.Millisecond
@@ -64,6 +74,9 @@ type netCluster struct {
 		// there; every other member must apply the same.
 		appliedAt map[uint64]*raftpb.Entry
 		leaders   map[uint64]uint64 // term → the leader seen in it
+		// MsgSnap counts by recipient: sent (member.Send) and
+		// received (member.Process, before the snapshot is installed).
+		snapsSent, snapsRecv map[uint64]int
 	}
 }
 
@@ -98,6 +111,8 @@ func newNetCluster(t *testing.T, n int) *netCluster {
 	c.mu.delay = map[[2]uint64]time.Duration{}
 	c.mu.appliedAt = map[uint64]*raftpb.Entry{}
 	c.mu.leaders = map[uint64]uint64{}
+	c.mu.snapsSent = map[uint64]int{}
+	c.mu.snapsRecv = map[uint64]int{}
 	c.net = transport.NewNetwork(transport.WithClock(c.clk), transport.WithOnDrop(c.completed))
 	for i := range n {
 		c.ids = append(c.ids, uint64(i+1))
@@ -105,15 +120,17 @@ func newNetCluster(t *testing.T, n int) *netCluster {
 	for _, id := range c.ids {
 		m := &member{c: c, id: id, log: &memLog{}, app: newApplied(1),
 			clk: &memberClock{Manual: c.clk}, probeC: make(chan struct{}, 1)}
+		m.app.term = 1 // the bootstrap position
 		node, err := New(Config{
 			ID:            id,
 			TickInterval:  netTick,
 			ElectionTicks: netElectionTicks,
 			Clock:         m.clk,
-			Log:           countingLog{m.log, c},
+			Log:           countingLog{m.log, m},
 			Start:         StartState{AppliedIndex: 1, AppliedTerm: 1, ConfState: &raftpb.ConfState{Voters: c.ids}},
 			Apply:         m.apply,
 			Transport:     m,
+			Snapshot:      m.raftSnapshot,
 			Logger:        netLogger(id),
 		})
 		if err != nil {
@@ -158,6 +175,9 @@ func (m *member) Send(msgs []*raftpb.Message) {
 		k := [2]uint64{m.id, msg.GetTo()}
 		c.mu.Lock()
 		c.mu.events++
+		if msg.GetType() == raftpb.MessageType_MsgSnap {
+			c.mu.snapsSent[msg.GetTo()]++
+		}
 		im := inflightMsg{m: msg}
 		if d := c.mu.delay[k]; d > 0 {
 			im.due = c.clk.Now().Add(d)
@@ -191,9 +211,71 @@ func (c *netCluster) completed(msg *raftpb.Message) {
 
 func (m *member) Process(ctx context.Context, msg *raftpb.Message) error {
 	// The receiver gets its own copy, as over a wire.
-	err := m.node.Step(ctx, proto.Clone(msg).(*raftpb.Message))
+	msg2 := proto.Clone(msg).(*raftpb.Message)
+	if msg2.GetType() == raftpb.MessageType_MsgSnap {
+		// The snapshot's data is installed before raft hears of it.
+		m.installSnapshot(msg2.GetSnapshot())
+	}
+	err := m.node.Step(ctx, msg2)
 	m.c.completed(msg)
 	return err
+}
+
+// raftSnapshot is the member's Config.Snapshot: its state machine as it is
+// now — the applied record, encoded as the Entries of a raftpb.Message —
+// with its applied index, term and the (fixed) ConfState.
+func (m *member) raftSnapshot() (*raftpb.Snapshot, error) {
+	a := m.app
+	a.mu.Lock()
+	index, term := a.index, a.term
+	data, err := proto.Marshal(&raftpb.Message{Entries: a.ents})
+	a.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return &raftpb.Snapshot{
+		Data: data,
+		Metadata: &raftpb.SnapshotMetadata{
+			Index: new(index), Term: new(term),
+			ConfState: &raftpb.ConfState{Voters: slices.Clone(m.c.ids)},
+		},
+	}, nil
+}
+
+// installSnapshot is the receiving side of a snapshot (writernode's
+// InstallSnapshot): it checks that the snapshot holds, index by index, what
+// the members applied there, then replaces the member's state with it.
+func (m *member) installSnapshot(snap *raftpb.Snapshot) {
+	c := m.c
+	md := snap.GetMetadata()
+	var rec raftpb.Message
+	if err := proto.Unmarshal(snap.GetData(), &rec); err != nil {
+		c.t.Errorf("member %d: snapshot at %d: %v", m.id, md.GetIndex(), err)
+		return
+	}
+	ents := rec.GetEntries()
+	next, term := uint64(2), uint64(1) // after the bootstrap position
+	c.mu.Lock()
+	for _, e := range ents {
+		if e.GetIndex() != next {
+			c.t.Errorf("member %d: snapshot at %d holds entry %d where %d was due", m.id, md.GetIndex(), e.GetIndex(), next)
+		}
+		next, term = e.GetIndex()+1, e.GetTerm()
+		if first, ok := c.mu.appliedAt[e.GetIndex()]; !ok {
+			c.t.Errorf("member %d: snapshot holds %s, which no member applied", m.id, fmtEntry(e))
+		} else if !sameEntry(first, e) {
+			c.t.Errorf("member %d: snapshot holds %s at index %d where a member applied %s",
+				m.id, fmtEntry(e), e.GetIndex(), fmtEntry(first))
+		}
+	}
+	if next-1 != md.GetIndex() || term != md.GetTerm() {
+		c.t.Errorf("member %d: snapshot metadata %d/%d does not describe its data (through %d/%d)",
+			m.id, md.GetIndex(), md.GetTerm(), next-1, term)
+	}
+	c.mu.snapsRecv[m.id]++
+	c.mu.events++
+	c.mu.Unlock()
+	m.app.install(md.GetIndex(), md.GetTerm(), ents)
 }
 
 func (m *member) ReportUnreachable(id uint64) { m.node.ReportUnreachable(id) }
@@ -238,14 +320,27 @@ func fmtEntry(e *raftpb.Entry) string {
 // save forced by a stage probe is not one.
 type countingLog struct {
 	*memLog
-	c *netCluster
+	m *member
 }
 
 func (l countingLog) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error {
 	if len(ents) > 0 || hs.GetTerm() != 0 {
-		l.c.bump()
+		l.m.c.bump()
 	}
 	return l.memLog.Save(hs, ents, mustSync)
+}
+
+// SaveSnapshot checks the pipeline's order: raft records a snapshot only
+// once the state machine holds it.
+func (l countingLog) SaveSnapshot(snap *raftpb.Snapshot) error {
+	l.m.c.bump()
+	l.m.app.mu.Lock()
+	have := l.m.app.index
+	l.m.app.mu.Unlock()
+	if idx := snap.GetMetadata().GetIndex(); have < idx {
+		l.m.c.t.Errorf("member %d records snapshot %d while its state machine is at %d", l.m.id, idx, have)
+	}
+	return l.memLog.SaveSnapshot(snap)
 }
 
 // memberClock is the shared manual clock, except that its tickers fire only
@@ -657,4 +752,33 @@ func (a *applied) snapshot() []*raftpb.Entry {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.ents)
+}
+
+// snapshotsTo returns how many MsgSnap were sent to member id and how many
+// it received.
+func (c *netCluster) snapshotsTo(id uint64) [2]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return [2]int{c.mu.snapsSent[id], c.mu.snapsRecv[id]}
+}
+
+// lastIndex returns the index of the last entry in the log, or 0.
+func (l *memLog) lastIndex() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.ents) == 0 {
+		return 0
+	}
+	return l.ents[len(l.ents)-1].GetIndex()
+}
+
+// indexes returns the indexes of the entries in the log.
+func (l *memLog) indexes() []uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]uint64, 0, len(l.ents))
+	for _, e := range l.ents {
+		out = append(out, e.GetIndex())
+	}
+	return out
 }

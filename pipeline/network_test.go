@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -14,9 +15,8 @@ import (
 // netCluster (netcluster_test.go), which also checks on every apply that
 // members agree index by index and apply only durable entries.
 //
-// Not covered yet: catching up a member by snapshot, which was not wired
-// into the pipeline when these were written. Nothing here compacts the log,
-// so raft always has the entries to send.
+// Only TestNetworkSnapshotCatchUp compacts the log; everywhere else raft
+// always has the entries to send.
 
 func TestNetworkElectsOneLeader(t *testing.T) {
 	clusterSizes(t, func(t *testing.T, size int) {
@@ -428,4 +428,138 @@ func TestNetworkTransferLeadershipAvoidsUnreachablePeer(t *testing.T) {
 	if err != nil || c.leader(old, up) != up {
 		t.Fatalf("TransferLeadership: %v; leader of the reachable members: %d, want %d", err, c.leader(old, up), up)
 	}
+}
+
+// A member cut off while the others compact their log past it is caught up
+// by a snapshot: the leader sends a MsgSnap, the member installs the state
+// it carries, then applies the entries after it through its log like any
+// other member, and ends with the same state.
+func TestNetworkSnapshotCatchUp(t *testing.T) {
+	clusterSizes(t, func(t *testing.T, size int) {
+		c := newNetCluster(t, size)
+		lead := c.waitLeader()
+		c.mustPropose(lead, "before")
+		c.waitApplied(c.ids, "before")
+
+		// The largest minority of followers is cut off, each alone.
+		behind := others(c.ids, lead)[:(size-1)/2]
+		majority := others(c.ids, behind...)
+		c.partition(majority)
+		lastLogged := map[uint64]uint64{}
+		for _, id := range behind {
+			lastLogged[id] = c.members[id].log.lastIndex()
+		}
+		var data []string
+		for i := range 20 {
+			d := fmt.Sprintf("cut-%02d", i)
+			c.mustPropose(lead, d)
+			data = append(data, d)
+			if i%4 == 0 {
+				c.tick()
+			}
+		}
+		c.waitApplied(majority, data...)
+		// The majority compacts through what it applied, past everything
+		// the cut-off members have.
+		for _, id := range majority {
+			n := c.members[id].node
+			n.CompactLog(n.Status().Applied, &raftpb.ConfState{Voters: c.ids})
+			first, _ := n.storage.FirstIndex()
+			for _, b := range behind {
+				if first <= lastLogged[b]+1 {
+					t.Fatalf("member %d's log starts at %d: member %d, which has through %d, needs no snapshot",
+						id, first, b, lastLogged[b])
+				}
+			}
+		}
+		// Entries after the compaction point are still sent by log.
+		c.mustPropose(lead, "compacted")
+		data = append(data, "compacted")
+		c.waitApplied(majority, "compacted")
+		for _, id := range behind {
+			if got := c.snapshotsTo(id); got != [2]int{} {
+				t.Fatalf("member %d got snapshots (sent, received) %v while cut off", id, got)
+			}
+		}
+
+		// Healed, with the leader's messages to the cut-off members held
+		// for a few ticks, so that the cluster commits more while each
+		// snapshot is on its way: those entries come after it, by log.
+		for _, id := range behind {
+			c.delay(lead, id, 3)
+		}
+		c.heal()
+		c.tickUntil(3*netElectionTicks, "the leader sending snapshots", func() bool {
+			for _, id := range behind {
+				if c.snapshotsTo(id)[0] == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		var during []string
+		for i := range 5 {
+			d := fmt.Sprintf("during-%d", i)
+			c.mustPropose(lead, d)
+			during = append(during, d)
+		}
+		c.waitApplied(majority, during...)
+		for _, id := range behind {
+			if c.snapshotsTo(id)[1] != 0 {
+				t.Fatalf("member %d received its snapshot before the delay", id)
+			}
+		}
+		c.waitApplied(c.ids, append(data, during...)...)
+		for _, id := range behind {
+			c.delay(lead, id, 0)
+		}
+		c.mustPropose(behind[0], "after")
+		c.waitApplied(c.ids, "after")
+		c.waitConverged()
+		if got := c.leader(); got != lead {
+			t.Fatalf("leadership moved from %d to %d", lead, got)
+		}
+
+		for _, id := range behind {
+			if got := c.snapshotsTo(id); got != [2]int{1, 1} {
+				t.Fatalf("member %d: snapshots (sent, received) %v, want one", id, got)
+			}
+			a := c.members[id].app
+			a.mu.Lock()
+			snapIndex, installs, viaApply := a.snapIndex, a.installs, slices.Clone(a.viaApply)
+			a.mu.Unlock()
+			if installs != 1 {
+				t.Fatalf("member %d installed %d snapshots, want 1", id, installs)
+			}
+			// The snapshot has everything the member missed, and none of
+			// what was committed while it travelled.
+			if snapIndex < c.appliedIndex(lead, "compacted") || snapIndex >= c.appliedIndex(lead, "during-0") {
+				t.Fatalf("member %d installed a snapshot at %d; want it between %q (%d) and %q (%d)", id, snapIndex,
+					"compacted", c.appliedIndex(lead, "compacted"), "during-0", c.appliedIndex(lead, "during-0"))
+			}
+			// Its apply stage applied what it had before the cut, then
+			// exactly the entries after the snapshot, each from its log.
+			last := c.members[id].node.Status().Applied
+			var want []uint64
+			for i := uint64(2); i <= last; i++ {
+				if i <= lastLogged[id] || i > snapIndex {
+					want = append(want, i)
+				}
+			}
+			if !slices.Equal(viaApply, want) {
+				t.Fatalf("member %d's apply stage applied indexes %v, want %v (snapshot at %d)", id, viaApply, want, snapIndex)
+			}
+			if logged := c.members[id].log.indexes(); slices.ContainsFunc(logged, func(i uint64) bool {
+				return i > lastLogged[id] && i <= snapIndex
+			}) {
+				t.Fatalf("member %d logged entries the snapshot covers: %v (had through %d, snapshot at %d)",
+					id, logged, lastLogged[id], snapIndex)
+			}
+			for _, d := range append(data, during...) {
+				if n := c.countApplied(id, d); n != 1 {
+					t.Fatalf("member %d holds %s %d times, want once", id, d, n)
+				}
+			}
+		}
+	})
 }

@@ -40,12 +40,20 @@ func (l *memLog) Save(hs *raftpb.HardState, ents []*raftpb.Entry, _ bool) error 
 
 func (l *memLog) SaveSnapshot(*raftpb.Snapshot) error { return nil }
 
-// applied records what the apply stage saw.
+// applied records what the apply stage saw: it is the harness's state
+// machine. A snapshot replaces it wholesale (install).
 type applied struct {
 	mu    sync.Mutex
 	cond  *sync.Cond
 	ents  []*raftpb.Entry
 	index uint64
+	term  uint64 // of the entry at index, when known
+	// snapIndex is the index of the last snapshot installed, 0 if none;
+	// installs counts them. viaApply lists the indexes the apply stage
+	// applied (not those a snapshot brought).
+	snapIndex uint64
+	installs  int
+	viaApply  []uint64
 }
 
 func newApplied(start uint64) *applied {
@@ -58,14 +66,39 @@ func (a *applied) apply(ents []*raftpb.Entry) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, e := range ents {
+		if a.snapIndex > 0 && e.GetIndex() <= a.index {
+			// Once a snapshot is installed, entries it already holds
+			// are skipped, as applier.Apply does: a snapshot installed
+			// by the transport can overtake entries already on their
+			// way to the apply stage.
+			continue
+		}
 		if e.GetIndex() != a.index+1 {
 			return fmt.Errorf("apply out of order: have %d, got %d", a.index, e.GetIndex())
 		}
-		a.index = e.GetIndex()
+		a.index, a.term = e.GetIndex(), e.GetTerm()
 		a.ents = append(a.ents, e)
+		a.viaApply = append(a.viaApply, e.GetIndex())
 	}
 	a.cond.Broadcast()
 	return nil
+}
+
+// install replaces the state with a snapshot's: ents, applied through
+// index (at term). A snapshot no newer than the state is ignored, as raft
+// ignores one at or below its commit index; it reports whether it
+// installed.
+func (a *applied) install(index, term uint64, ents []*raftpb.Entry) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if index <= a.index {
+		return false
+	}
+	a.ents = ents
+	a.index, a.term, a.snapIndex = index, term, index
+	a.installs++
+	a.cond.Broadcast()
+	return true
 }
 
 // waitData waits (bounded) until an entry with data d has been applied and

@@ -142,8 +142,17 @@ func (p *Proposer) Propose(ctx context.Context, req *pb.InternalRaftRequest) (ap
 		return applier.Result{}, rpctypes.ErrGRPCRequestTooLarge
 	}
 	w := &waiter{id: req.ID, data: data, resC: make(chan applier.Result, 1)}
-	if err := p.enqueue(w); err != nil {
+	inline, err := p.enqueue(w)
+	if err != nil {
 		return applier.Result{}, err
+	}
+	if inline {
+		// A lone request on an idle proposer is proposed by its own
+		// goroutine: waking the flusher would only add a hand-off to
+		// the latency of every write on a quiet cluster.
+		if ws := p.takeBatch(); ws != nil {
+			p.propose(ws, nil)
+		}
 	}
 	return p.wait(ctx, w)
 }
@@ -228,25 +237,31 @@ func (p *Proposer) Stop() {
 	<-p.done
 }
 
-func (p *Proposer) enqueue(w *waiter) error {
+// enqueue queues w. It reports inline when w is alone in the queue and an
+// inflight slot is free: the caller should propose it itself rather than
+// wait for the flusher.
+func (p *Proposer) enqueue(w *waiter) (inline bool, _ error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.stopped {
-		return rpctypes.ErrGRPCStopped
+		return false, rpctypes.ErrGRPCStopped
 	}
 	// An empty queue admits any request (it already passed the request
 	// size limit), so a limit above MaxQueuedBytes cannot lock writes out.
 	if len(p.mu.queue) > 0 && p.mu.queuedBytes+len(w.data) > p.cfg.MaxQueuedBytes {
-		return rpctypes.ErrGRPCRequestTooManyRequests
+		return false, rpctypes.ErrGRPCRequestTooManyRequests
 	}
 	p.mu.queue = append(p.mu.queue, w)
 	p.mu.queuedBytes += len(w.data)
 	p.mu.waiters[w.id] = w
+	if len(p.mu.queue) == 1 && p.mu.inflight < p.cfg.MaxInflightEntries {
+		return true, nil
+	}
 	select {
 	case p.kick <- struct{}{}:
 	default:
 	}
-	return nil
+	return false, nil
 }
 
 // abandon forgets a waiter whose caller stopped waiting. If it was still
@@ -307,18 +322,25 @@ func (p *Proposer) flushLoop() {
 			if ws == nil {
 				break
 			}
-			reqs := make([][]byte, len(ws))
-			for i, w := range ws {
-				reqs[i] = w.data
-			}
-			buf = applier.EncodeEntry(buf[:0], reqs)
-			// raft keeps the slice it is given.
-			data := append([]byte(nil), buf...)
-			if err := p.cfg.Raft.Propose(context.Background(), data); err != nil {
-				p.failBatch(ws, err)
-			}
+			buf = p.propose(ws, buf)
 		}
 	}
+}
+
+// propose encodes a taken batch as one entry (in buf, which it returns for
+// reuse) and hands it to raft, failing the batch if raft refuses it.
+func (p *Proposer) propose(ws []*waiter, buf []byte) []byte {
+	reqs := make([][]byte, len(ws))
+	for i, w := range ws {
+		reqs[i] = w.data
+	}
+	buf = applier.EncodeEntry(buf[:0], reqs)
+	// raft keeps the slice it is given.
+	data := append([]byte(nil), buf...)
+	if err := p.cfg.Raft.Propose(context.Background(), data); err != nil {
+		p.failBatch(ws, err)
+	}
+	return buf
 }
 
 // takeBatch removes the next entry's worth of requests from the queue and

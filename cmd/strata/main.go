@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -227,6 +228,14 @@ func httpHandler(cfg *config.Config, m *writernode.Member) http.Handler {
 			return serve.Versions{Server: version.EtcdServer, Cluster: version.EtcdCluster, Storage: version.Storage}
 		},
 	}.Register(mux)
+	if cfg.EnablePprof {
+		// etcd serves the runtime profiles under /debug/pprof/ when asked.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return serve.AccessControl(mux, cfg.CORS, cfg.HostWhitelist)
 }
 
