@@ -1,10 +1,15 @@
 package applier
 
 import (
+	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
 )
+
+// ErrStaleSnapshot is Restore's refusal of a snapshot at or below the
+// applied index.
+var ErrStaleSnapshot = errors.New("applier: snapshot not newer than the applied state")
 
 // Restore replaces the whole state machine with what install writes into
 // the (emptied) engine — a raft snapshot received from the leader — and
@@ -16,13 +21,24 @@ import (
 // be left partially filled: Restore then returns the error and the member
 // must stop (on restart it is detected by the install marker and must be
 // rebuilt from a new snapshot).
-func (a *Applier) Restore(install func(Engine) error) error {
+//
+// index is the snapshot's raft index. A snapshot that is not newer than
+// what is already applied is refused with ErrStaleSnapshot before the
+// engine is touched: a snapshot delayed in flight (a deposed leader's, or
+// one overtaken by the log) would otherwise roll the state machine back
+// under entries raft believes applied. The check is made under the write
+// lock, so the apply stage cannot move past index between check and
+// install.
+func (a *Applier) Restore(index uint64, install func(Engine) error) error {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
 	a.readers.Lock()
 	defer a.readers.Unlock()
 	if a.closed() {
 		return ErrClosed
+	}
+	if index <= a.st.index {
+		return fmt.Errorf("%w: snapshot at %d, applied %d", ErrStaleSnapshot, index, a.st.index)
 	}
 	if err := clearEngine(a.eng); err != nil {
 		return fmt.Errorf("applier: restore: clear: %w", err)

@@ -42,11 +42,17 @@ func (h *peerHandler) InstallSnapshot(m *raftpb.Message, r io.Reader) error {
 	h.lg.Info("installing snapshot from leader",
 		zap.String("from", idString(m.GetFrom())), zap.Uint64("index", md.GetIndex()), zap.Uint64("term", md.GetTerm()))
 	var info snapshot.Info
-	err := h.app.Restore(func(e applier.Engine) error {
+	err := h.app.Restore(md.GetIndex(), func(e applier.Engine) error {
 		var err error
 		info, err = snapshot.Install(r, e)
 		return err
 	})
+	if errors.Is(err, applier.ErrStaleSnapshot) {
+		// The state machine is already past it; raft, stepping the
+		// MsgSnap, ignores it as well and answers with its own progress.
+		h.lg.Info("ignoring a snapshot the state machine is already past", zap.Error(err))
+		return nil
+	}
 	if err != nil {
 		// The engine may be half filled: stop rather than serve it.
 		h.node.Stop()
