@@ -563,3 +563,38 @@ func TestNetworkSnapshotCatchUp(t *testing.T) {
 		}
 	})
 }
+
+// TestNetworkProposeTermOnlyAsLeader checks what the proposer's fast
+// failure rests on: ProposeTerm reports a term only for an entry the leader
+// appended itself, and such an entry, if not committed before the first
+// entry of a later term, never is.
+func TestNetworkProposeTermOnlyAsLeader(t *testing.T) {
+	c := newNetCluster(t, 3)
+	old := c.waitLeader()
+	oldTerm := c.members[old].node.Status().Term
+	ctx := context.Background()
+	follower := others(c.ids, old)[0]
+	if term, err := c.members[follower].node.ProposeTerm(ctx, []byte("forwarded")); err != nil || term != 0 {
+		t.Fatalf("ProposeTerm on a follower = %d, %v; want 0 (forwarded)", term, err)
+	}
+	c.waitApplied(c.ids, "forwarded")
+
+	// Cut the leader off; what it appends now is in its old term.
+	majority := others(c.ids, old)
+	c.partition([]uint64{old}, majority)
+	term, err := c.members[old].node.ProposeTerm(ctx, []byte("lost"))
+	if err != nil || term != oldTerm {
+		t.Fatalf("ProposeTerm on the leader = %d, %v; want its term %d", term, err, oldTerm)
+	}
+	c.settle()
+	lead := c.waitLeader(majority...)
+	c.mustPropose(lead, "won")
+	c.heal()
+	c.waitApplied(c.ids, "won")
+	c.waitConverged()
+	for _, id := range c.ids {
+		if n := c.countApplied(id, "lost"); n != 0 {
+			t.Fatalf("member %d applied the deposed leader's entry %d times", id, n)
+		}
+	}
+}

@@ -172,7 +172,12 @@ type Node struct {
 
 type proposal struct {
 	data []byte
-	errC chan error
+	resC chan proposeResult
+}
+
+type proposeResult struct {
+	leaderTerm uint64
+	err        error
 }
 
 type readWaiter struct {
@@ -297,19 +302,29 @@ func (n *Node) Run() {
 // or refused the proposal — not when it commits; the caller learns the
 // outcome from the apply stage. A follower forwards it to the leader.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
-	p := proposal{data: data, errC: make(chan error, 1)}
+	_, err := n.ProposeTerm(ctx, data)
+	return err
+}
+
+// ProposeTerm is Propose that also reports, when this node was the leader
+// and appended the entry to its own log, the term it appended it in (0 when
+// the proposal was forwarded). Such an entry can only ever commit below the
+// first entry of any later term: once the apply stage has applied an entry
+// of a higher term, an entry of leaderTerm not yet applied never will be.
+func (n *Node) ProposeTerm(ctx context.Context, data []byte) (leaderTerm uint64, _ error) {
+	p := proposal{data: data, resC: make(chan proposeResult, 1)}
 	select {
 	case n.proposeC <- p:
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	case <-n.stopC:
-		return ErrStopped
+		return 0, ErrStopped
 	}
 	select {
-	case err := <-p.errC:
-		return err
+	case r := <-p.resC:
+		return r.leaderTerm, r.err
 	case <-n.stopC:
-		return ErrStopped
+		return 0, ErrStopped
 	}
 }
 
@@ -613,7 +628,15 @@ func (n *Node) run() {
 			n.rn.Tick()
 			reads.tick(n.cfg.ElectionTicks)
 		case p := <-n.proposeC:
-			p.errC <- n.rn.Propose(p.data)
+			var r proposeResult
+			if r.err = n.rn.Propose(p.data); r.err == nil {
+				// A leader appends a proposal to its own log at once,
+				// in its current term.
+				if st := n.rn.BasicStatus(); st.RaftState == raft.StateLeader {
+					r.leaderTerm = st.GetTerm()
+				}
+			}
+			p.resC <- r
 		case w := <-n.readC:
 			reads.add(w)
 		case m := <-n.recvC:

@@ -19,8 +19,10 @@ import (
 // Raft is the part of the raft pipeline the proposer needs.
 type Raft interface {
 	// Propose hands one entry to raft; it returns once raft accepted or
-	// refused it, not when it commits.
-	Propose(ctx context.Context, data []byte) error
+	// refused it, not when it commits. leaderTerm is the term in which
+	// this member, as leader, appended the entry to its own log; 0 when
+	// it forwarded the proposal.
+	Propose(ctx context.Context, data []byte) (leaderTerm uint64, err error)
 	// ProposeConfChange proposes a membership change, likewise.
 	ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) error
 }
@@ -77,6 +79,9 @@ type Proposer struct {
 		inflight    int
 		waiters     map[uint64]*waiter
 		stopped     bool
+		// appliedTerm is the highest term of an applied entry
+		// (AppliedTerm).
+		appliedTerm uint64
 	}
 }
 
@@ -92,6 +97,9 @@ type waiter struct {
 type batch struct {
 	pending int
 	noSlot  bool // a conf change: proposed alone, outside the slots
+	// leaderTerm is the term this member appended the entry in as
+	// leader, 0 if unknown (forwarded, or not proposed yet).
+	leaderTerm uint64
 }
 
 // New starts a proposer.
@@ -337,10 +345,67 @@ func (p *Proposer) propose(ws []*waiter, buf []byte) []byte {
 	buf = applier.EncodeEntry(buf[:0], reqs)
 	// raft keeps the slice it is given.
 	data := append([]byte(nil), buf...)
-	if err := p.cfg.Raft.Propose(context.Background(), data); err != nil {
+	term, err := p.cfg.Raft.Propose(context.Background(), data)
+	if err != nil {
 		p.failBatch(ws, err)
+		return buf
+	}
+	if term != 0 {
+		p.mu.Lock()
+		ws[0].batch.leaderTerm = term
+		lost := p.mu.appliedTerm > term
+		p.mu.Unlock()
+		if lost {
+			// A later term's entry applied before we could note ours.
+			p.failLost(ws)
+		}
 	}
 	return buf
+}
+
+// AppliedTerm tells the proposer that the apply stage has applied entries up
+// to one of the given term. A request this member proposed as leader in an
+// earlier term that is still unanswered can no longer commit — a new
+// leader's first entry commits only after every older entry that will ever
+// commit — so it fails at once with etcd's "leader changed" rather than
+// waiting out the request timeout. Proposals this member forwarded carry no
+// such guarantee (another leader may still append them) and keep waiting.
+func (p *Proposer) AppliedTerm(term uint64) {
+	p.mu.Lock()
+	if term <= p.mu.appliedTerm {
+		p.mu.Unlock()
+		return
+	}
+	p.mu.appliedTerm = term
+	var lost []*waiter
+	for _, w := range p.mu.waiters {
+		if b := w.batch; b != nil && b.leaderTerm != 0 && b.leaderTerm < term {
+			lost = append(lost, w)
+		}
+	}
+	p.mu.Unlock()
+	p.failLost(lost)
+}
+
+// failLost answers still-waiting requests of lost entries.
+func (p *Proposer) failLost(ws []*waiter) {
+	for _, w := range ws {
+		p.answer(w, rpctypes.ErrGRPCLeaderChanged)
+	}
+}
+
+// answer fails w with err unless it was answered or abandoned already.
+func (p *Proposer) answer(w *waiter, err error) {
+	p.mu.Lock()
+	_, ok := p.mu.waiters[w.id]
+	if ok {
+		delete(p.mu.waiters, w.id)
+		p.releaseLocked(w)
+	}
+	p.mu.Unlock()
+	if ok {
+		w.resC <- applier.Result{Err: err}
+	}
 }
 
 // takeBatch removes the next entry's worth of requests from the queue and
@@ -381,15 +446,6 @@ func (p *Proposer) failBatch(ws []*waiter, err error) {
 		gerr = rpctypes.ErrGRPCStopped
 	}
 	for _, w := range ws {
-		p.mu.Lock()
-		_, ok := p.mu.waiters[w.id]
-		if ok {
-			delete(p.mu.waiters, w.id)
-			p.releaseLocked(w)
-		}
-		p.mu.Unlock()
-		if ok {
-			w.resC <- applier.Result{Err: gerr}
-		}
+		p.answer(w, gerr)
 	}
 }

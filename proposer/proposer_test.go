@@ -25,26 +25,35 @@ type fakeRaft struct {
 	entries [][]*pb.InternalRaftRequest
 	arrived chan int // number of entries so far, after each proposal
 	err     error
+	// term is the leader term Propose reports (0: forwarded).
+	term uint64
 }
 
 func newFakeRaft() *fakeRaft { return &fakeRaft{arrived: make(chan int, 1024)} }
 
 func (f *fakeRaft) ProposeConfChange(context.Context, raftpb.ConfChangeI) error { return f.err }
 
-func (f *fakeRaft) Propose(_ context.Context, data []byte) error {
+func (f *fakeRaft) Propose(_ context.Context, data []byte) (uint64, error) {
 	if f.err != nil {
-		return f.err
+		return 0, f.err
 	}
 	reqs, err := applier.DecodeEntry(data)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	f.mu.Lock()
 	f.entries = append(f.entries, reqs)
 	n := len(f.entries)
+	term := f.term
 	f.mu.Unlock()
 	f.arrived <- n
-	return nil
+	return term, nil
+}
+
+func (f *fakeRaft) setTerm(term uint64) {
+	f.mu.Lock()
+	f.term = term
+	f.mu.Unlock()
 }
 
 // apply answers every request of entry i with a PutResponse whose header
@@ -272,5 +281,72 @@ func TestIDsUniqueAcrossRestart(t *testing.T) {
 	}
 	if newIDGen(8, now).next()>>48 == g1.next()>>48 {
 		t.Fatal("members share an ID prefix")
+	}
+}
+
+func TestLeaderProposalLostToNewTermFailsAtOnce(t *testing.T) {
+	f := newFakeRaft()
+	// The clock never moves: the failure must not come from a timeout.
+	p := newTestProposer(f, clock.NewManual(time.Unix(0, 0)), nil)
+	defer p.Stop()
+	propose := func(n int) <-chan error {
+		errc := make(chan error, 1)
+		go func() {
+			res, err := p.Propose(context.Background(), put(n))
+			if err == nil {
+				err = res.Err
+			}
+			errc <- err
+		}()
+		return errc
+	}
+
+	// Appended as leader in term 3. Entries of term 3 applying say
+	// nothing about it; the first entry of term 4 means it is lost.
+	f.setTerm(3)
+	errc := propose(1)
+	f.waitEntries(t, 1)
+	p.AppliedTerm(3)
+	select {
+	case err := <-errc:
+		t.Fatalf("failed while its own term was still applying: %v", err)
+	default:
+	}
+	p.AppliedTerm(4)
+	if err := recvErr(t, errc); !errors.Is(err, rpctypes.ErrGRPCLeaderChanged) {
+		t.Fatalf("lost proposal: %v, want ErrGRPCLeaderChanged", err)
+	}
+
+	// Its inflight slot was released (MaxInflightEntries is 1). A
+	// forwarded proposal (term 0) is not failed by a new term: another
+	// leader may still append it.
+	f.setTerm(0)
+	errc = propose(2)
+	f.waitEntries(t, 2)
+	p.AppliedTerm(5)
+	f.apply(p, 1)
+	if err := recvErr(t, errc); err != nil {
+		t.Fatalf("forwarded proposal: %v", err)
+	}
+
+	// A later term applied before Propose returned: lost at once too.
+	f.setTerm(5)
+	p.AppliedTerm(6)
+	errc = propose(3)
+	if err := recvErr(t, errc); !errors.Is(err, rpctypes.ErrGRPCLeaderChanged) {
+		t.Fatalf("proposal of a term already superseded: %v, want ErrGRPCLeaderChanged", err)
+	}
+}
+
+// recvErr waits for a caller's outcome; the bound only turns a hang (the
+// bug under test) into a failure.
+func recvErr(t *testing.T, errc <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the caller was never answered")
+		return nil
 	}
 }

@@ -332,6 +332,9 @@ func (m *Member) apply(ents []*raftpb.Entry) error {
 	if err := m.app.Apply(ents); err != nil {
 		return err
 	}
+	// Requests proposed as leader in an older term and still unanswered
+	// are lost now; their callers hear so at once.
+	m.prop.AppliedTerm(ents[len(ents)-1].GetTerm())
 	cs := m.app.Applied().ConfState
 	if cs != nil && !inConfState(cs, m.id.MemberID) {
 		// As etcd: a removed member stops rather than serve a cluster
@@ -498,8 +501,8 @@ func idString(id uint64) string { return fmt.Sprintf("%x", id) }
 // raftProxy lets the proposer reach the node, which is created after it.
 type raftProxy Member
 
-func (r *raftProxy) Propose(ctx context.Context, data []byte) error {
-	return r.node.Propose(ctx, data)
+func (r *raftProxy) Propose(ctx context.Context, data []byte) (uint64, error) {
+	return r.node.ProposeTerm(ctx, data)
 }
 
 func (r *raftProxy) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) error {
