@@ -9,6 +9,9 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
@@ -161,6 +164,45 @@ func (b *backend) LearnerReady(id uint64) error {
 		return rpctypes.ErrGRPCLearnerNotReady
 	}
 	return nil
+}
+
+// PromoteOnLeader implements api.Membership: the promotion goes to the
+// Cluster service the leader serves on its peer URL.
+func (b *backend) PromoteOnLeader(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	lead := b.node.Status().Lead
+	if lead == 0 {
+		return nil, rpctypes.ErrGRPCNoLeader
+	}
+	members, err := b.Members()
+	if err != nil {
+		return nil, err
+	}
+	var urls []string
+	for _, m := range members {
+		if m.ID == lead {
+			urls = m.PeerURLs
+		}
+	}
+	if len(urls) == 0 {
+		return nil, rpctypes.ErrGRPCNoLeader
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.requestTimeout())
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, api.ForwardedMetadata, idString(b.id.MemberID))
+	var lastErr error
+	for _, u := range urls {
+		resp, err := callPeerCluster(ctx, u, func(c pb.ClusterClient) (*pb.MemberPromoteResponse, error) {
+			return c.MemberPromote(ctx, r)
+		})
+		if err == nil {
+			return resp, nil
+		}
+		if _, ok := status.FromError(err); ok && status.Code(err) != codes.Unavailable {
+			return nil, err // the leader's answer, etcd's error as it gave it
+		}
+		lastErr = err
+	}
+	return nil, lastErr
 }
 
 func (b *backend) StrictReconfigCheck() bool { return !b.cfg.NoStrictReconfigCheck }

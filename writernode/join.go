@@ -50,18 +50,27 @@ func joinIdentity(ctx context.Context, name string, initial map[string][]string)
 }
 
 func memberListAt(ctx context.Context, peerURL string) (*pb.MemberListResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return callPeerCluster(ctx, peerURL, func(c pb.ClusterClient) (*pb.MemberListResponse, error) {
+		return c.MemberList(ctx, &pb.MemberListRequest{}, grpc.WaitForReady(true))
+	})
+}
+
+// callPeerCluster calls the Cluster service another member serves on its
+// peer URL.
+func callPeerCluster[R any](ctx context.Context, peerURL string, call func(pb.ClusterClient) (R, error)) (R, error) {
+	var zero R
 	u, err := url.Parse(peerURL)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return pb.NewClusterClient(conn).MemberList(ctx, &pb.MemberListRequest{}, grpc.WaitForReady(true))
+	return call(pb.NewClusterClient(conn))
 }
 
 func sameURLs(a, b []string) bool {

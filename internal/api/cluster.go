@@ -2,12 +2,14 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/url"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/stratakv/strata/applier"
 )
@@ -28,6 +30,20 @@ type Membership interface {
 	LearnerReady(id uint64) error
 	// StrictReconfigCheck is etcd's --strict-reconfig-check.
 	StrictReconfigCheck() bool
+	// PromoteOnLeader forwards a MemberPromote to the leader, which alone
+	// can tell whether the learner has caught up (etcd forwards it over
+	// its peer API). The request carries ForwardedMetadata, so that a
+	// member that is no longer leader when it arrives answers rather than
+	// forwards again.
+	PromoteOnLeader(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error)
+}
+
+// ForwardedMetadata marks a request one member forwarded to another.
+const ForwardedMetadata = "strata-forwarded"
+
+func forwarded(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return len(md.Get(ForwardedMetadata)) > 0
 }
 
 // Cluster implements etcdserverpb.ClusterServer.
@@ -147,6 +163,9 @@ func (s *Cluster) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest)
 		return nil, rpctypes.ErrGRPCMemberNotLearner
 	}
 	if err := s.m.LearnerReady(r.ID); err != nil {
+		if errors.Is(err, rpctypes.ErrGRPCNotLeader) && !forwarded(ctx) {
+			return s.m.PromoteOnLeader(ctx, r)
+		}
 		return nil, togRPCError(err)
 	}
 	if s.m.StrictReconfigCheck() && !readyToPromote(members, r.ID) {
