@@ -120,6 +120,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		QuotaBytes:            quotaBytes(cfg.QuotaBackendBytes),
 		UnsafeNoFsync:         cfg.UnsafeNoFsync,
 		NoStrictReconfigCheck: !cfg.StrictReconfigCheck,
+		PeerCompression:       cfg.PeerCompression,
 		Versions:              api.Versions{Server: version.EtcdServer, Storage: version.Storage},
 		Logger:                lg,
 	})

@@ -191,6 +191,9 @@ type Config struct {
 
 	// strata's own.
 	Role Role // --role
+	// PeerCompression compresses raft messages and snapshots on every
+	// peer link this member sends on: "none", "s2" or "zstd".
+	PeerCompression string // --peer-compression
 
 	// ExplicitlySet holds the flags set on the command line or through an
 	// ETCD_* variable (etcd's FlagsExplicitlySet).

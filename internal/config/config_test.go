@@ -81,6 +81,7 @@ func TestDefaults(t *testing.T) {
 		{"logger", cfg.Logger, "zap"},
 		{"unsafe-no-fsync", cfg.UnsafeNoFsync, false},
 		{"role", cfg.Role, RoleWriter},
+		{"peer-compression", cfg.PeerCompression, "none"},
 		{"strict-reconfig-check", cfg.StrictReconfigCheck, true},
 		{"pre-vote", cfg.PreVote, true},
 		{"auto-compaction-mode", cfg.AutoCompactionMode, "periodic"},
@@ -346,6 +347,14 @@ func TestFlagSyntax(t *testing.T) {
 	t.Run("role", func(t *testing.T) {
 		if got := mustParse(t, []string{"--role=reader"}, nil).Role; got != RoleReader {
 			t.Errorf("role = %q", got)
+		}
+	})
+	t.Run("peer-compression", func(t *testing.T) {
+		if got := mustParse(t, []string{"--peer-compression=zstd"}, nil).PeerCompression; got != "zstd" {
+			t.Errorf("peer-compression = %q", got)
+		}
+		if _, err := Parse([]string{"--peer-compression=gzip"}, nil); err == nil || ExitCode(err) != 2 {
+			t.Errorf("--peer-compression=gzip: %v, want a usage error", err)
 		}
 	})
 	t.Run("help and version", func(t *testing.T) {

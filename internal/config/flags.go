@@ -200,6 +200,7 @@ func newCmdline() *cmdline {
 
 	// strata.
 	fs.Var(newChoiceValue((*string)(&c.Role), string(RoleWriter), string(RoleWriter), string(RoleReader)), "role", "strata: the member kind, \"writer\" (raft voter) or \"reader\" (raft learner serving reads).")
+	fs.Var(newChoiceValue(&c.PeerCompression, "none", "none", "s2", "zstd"), "peer-compression", "strata: compress raft traffic this member sends to peers: \"none\", \"s2\" (fast) or \"zstd\" (smaller).")
 
 	// Every flag registered with an empty usage string is one strata
 	// accepts and ignores.

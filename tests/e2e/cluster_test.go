@@ -159,14 +159,15 @@ func leaderIndex(ctx context.Context, t *testing.T, clients []*clientv3.Client) 
 // that the leader compacts its log past the follower's position
 // (--snapshot-count=100), and restarts the follower: it can only catch up
 // by installing a snapshot of the leader's state machine, then the log.
-// All members then hash alike and the follower serves the new writes.
+// All members then hash alike and the follower serves the new writes. The
+// peer links run compressed (--peer-compression=zstd), snapshot included.
 func TestFollowerCatchesUpThroughSnapshot(t *testing.T) {
 	b := needSubject(t)
 	if b.SubjectName != "strata" {
 		t.Skip("runs strata's multi-member path")
 	}
 	ms := StartCluster(t, "s", 3, MemberConfig{Binary: b.Subject,
-		ExtraArgs: []string{"--heartbeat-interval=50", "--election-timeout=500", "--snapshot-count=100"}})
+		ExtraArgs: []string{"--heartbeat-interval=50", "--election-timeout=500", "--snapshot-count=100", "--peer-compression=zstd"}})
 	clients := make([]*clientv3.Client, len(ms))
 	for i, m := range ms {
 		clients[i] = newEndpointClient(t, m)
