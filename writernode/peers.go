@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/stratakv/strata/internal/serve"
 	"io"
 
 	"go.etcd.io/raft/v3"
@@ -208,3 +209,9 @@ func (m *Member) refreshPeers() {
 
 // PeerGRPCServer is the gRPC server to serve on the peer URLs.
 func (m *Member) PeerGRPCServer() *grpc.Server { return m.peerGRPC }
+
+// PeerProtocol is the raft message link protocol to serve on the peer
+// listeners beside PeerGRPCServer (see internal/serve).
+func (m *Member) PeerProtocol() *serve.Protocol {
+	return &serve.Protocol{Preface: transport.RawPreface, Serve: m.peers.ServeConn}
+}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 
 	"github.com/stratakv/strata/internal/api"
 	"github.com/stratakv/strata/internal/config"
@@ -132,8 +131,9 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 	// peer URLs at once (etcd does too).
 	for i, l := range peerLis {
 		lg.Info("serving peer traffic", zap.String("address", cfg.ListenPeerURLs[i].String()))
+		srv := &serve.Server{GRPC: m.PeerGRPCServer(), Raw: m.PeerProtocol()}
 		go func() {
-			if err := m.PeerGRPCServer().Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
 				lg.Warn("peer listener stopped", zap.Error(err))
 			}
 		}()

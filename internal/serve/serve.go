@@ -41,6 +41,9 @@ func Serve(l net.Listener, grpcSrv *grpc.Server, httpHandler http.Handler) error
 type Server struct {
 	GRPC *grpc.Server
 	HTTP http.Handler
+	// Raw, when set, serves the connections that open with Raw.Preface
+	// (a writer's raft message links, on its peer listener).
+	Raw *Protocol
 
 	// SniffTimeout bounds how long a new connection may take to send the
 	// bytes that tell gRPC from HTTP, and an HTTP request its headers.
@@ -53,6 +56,18 @@ type Server struct {
 	// Logger receives the HTTP server's connection errors at debug level
 	// (etcd discards them). nil discards them.
 	Logger *zap.Logger
+}
+
+// Protocol is a connection protocol told apart by the bytes a client sends
+// first.
+type Protocol struct {
+	// Preface is what every client of the protocol sends first. It must
+	// not begin like the HTTP/2 preface.
+	Preface []byte
+	// Serve owns c, whose reads replay the preface, until it closes it.
+	// Each call runs on its own goroutine; the server does not wait for
+	// it when closing (Serve's owner ends its connections).
+	Serve func(c net.Conn)
 }
 
 // Serve serves l until it is closed; see the package comment for what
@@ -101,7 +116,7 @@ func (s *Server) Serve(l net.Listener) error {
 			c.Close()
 			return
 		}
-		sn.wg.Go(func() { route(c, sniffTimeout, sn, grpcL, httpL) })
+		sn.wg.Go(func() { route(c, sniffTimeout, sn, grpcL, httpL, s.Raw) })
 	})
 
 	// Stop accepting work, then unwind in dependency order: sniffers may
@@ -157,12 +172,16 @@ func acceptLoop(l net.Listener, handle func(net.Conn)) error {
 	}
 }
 
-// route reads just enough of c to tell an HTTP/2 client from an HTTP/1
-// client and hands c, with the bytes read replayed, to the matching
-// listener. It closes c if the client fails or stalls before that, or if
-// the server is closing.
-func route(c net.Conn, timeout time.Duration, sn *sniffers, grpcL, httpL *chanListener) {
-	prefix, isHTTP2, ok := sniff(c, timeout)
+// route reads just enough of c to tell an HTTP/2 client from a raw
+// protocol's client and from an HTTP/1 client, and hands c, with the bytes
+// read replayed, to the matching server. It closes c if the client fails or
+// stalls before that, or if the server is closing.
+func route(c net.Conn, timeout time.Duration, sn *sniffers, grpcL, httpL *chanListener, raw *Protocol) {
+	var rawPreface []byte
+	if raw != nil {
+		rawPreface = raw.Preface
+	}
+	prefix, kind, ok := sniff(c, timeout, rawPreface)
 	if !sn.release(c) || !ok {
 		c.Close()
 		return
@@ -172,34 +191,68 @@ func route(c net.Conn, timeout time.Duration, sn *sniffers, grpcL, httpL *chanLi
 		return
 	}
 	pc := &prefixConn{Conn: c, prefix: prefix}
-	if isHTTP2 {
+	switch kind {
+	case kindHTTP2:
 		grpcL.deliver(pc)
-	} else {
+	case kindRaw:
+		go raw.Serve(pc)
+	default:
 		httpL.deliver(pc)
 	}
 }
 
-// sniff reads from c until its bytes either differ from the HTTP/2 preface
-// or complete it. ok is false if c failed (or the deadline passed) first.
-func sniff(c net.Conn, timeout time.Duration) (prefix []byte, isHTTP2, ok bool) {
+type connKind int
+
+const (
+	kindHTTP1 connKind = iota
+	kindHTTP2
+	kindRaw
+)
+
+// sniff reads from c until its bytes either differ from every preface (the
+// HTTP/2 one, and raw's when not nil) or complete one. ok is false if c
+// failed (or the deadline passed) first.
+func sniff(c net.Conn, timeout time.Duration, raw []byte) (prefix []byte, kind connKind, ok bool) {
 	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return nil, false, false
+		return nil, 0, false
 	}
-	buf := make([]byte, len(http2Preface))
+	cands := []struct {
+		preface []byte
+		kind    connKind
+	}{{http2Preface, kindHTTP2}}
+	size := len(http2Preface)
+	if raw != nil {
+		cands = append(cands, struct {
+			preface []byte
+			kind    connKind
+		}{raw, kindRaw})
+		size = max(size, len(raw))
+	}
+	buf := make([]byte, size)
 	n := 0
-	for n < len(buf) {
+	for {
 		m, err := c.Read(buf[n:])
-		if !bytes.Equal(buf[n:n+m], http2Preface[n:n+m]) {
-			// Not HTTP/2. A read error, if any, reaches the HTTP server
-			// on its next read.
-			return buf[:n+m], false, true
-		}
 		n += m
+		alive := false
+		for _, cd := range cands {
+			k := min(n, len(cd.preface))
+			if !bytes.Equal(buf[:k], cd.preface[:k]) {
+				continue
+			}
+			if n >= len(cd.preface) {
+				return buf[:n], cd.kind, true
+			}
+			alive = true
+		}
+		if !alive {
+			// Not HTTP/2 nor raw. A read error, if any, reaches the
+			// HTTP server on its next read.
+			return buf[:n], kindHTTP1, true
+		}
 		if err != nil {
-			return nil, false, false
+			return nil, 0, false
 		}
 	}
-	return buf, true, true
 }
 
 // sniffers tracks the connections being sniffed, so that closing the server
@@ -248,6 +301,14 @@ func (sn *sniffers) closeAll() {
 type prefixConn struct {
 	net.Conn
 	prefix []byte
+}
+
+// CloseWrite half-closes the connection when the underlying one can.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
 }
 
 func (c *prefixConn) Read(p []byte) (int, error) {

@@ -370,3 +370,66 @@ func TestServeFunction(t *testing.T) {
 		t.Errorf("Serve = %v", err)
 	}
 }
+
+// TestServeRawProtocol serves a raw protocol beside gRPC and HTTP: a
+// connection that opens with its preface reaches Raw.Serve with the preface
+// replayed, even when the preface arrives a byte at a time and the client's
+// first write carries more than the preface; gRPC and HTTP are unaffected.
+func TestServeRawProtocol(t *testing.T) {
+	l, err := Listen(url.URL{Scheme: "http", Host: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	preface := []byte("STRATA-TEST/1\r\n")
+	got := make(chan string, 2)
+	raw := &Protocol{Preface: preface, Serve: func(c net.Conn) {
+		defer c.Close()
+		b := make([]byte, len(preface)+5)
+		if _, err := io.ReadFull(c, b); err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		got <- string(b)
+	}}
+	ts := startServer(t, l, &Server{Raw: raw})
+	addr := l.Addr().String()
+
+	send := func(chunks ...[]byte) string {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for _, ch := range chunks {
+			if _, err := c.Write(ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case s := <-got:
+			return s
+		case <-time.After(10 * time.Second):
+			t.Fatal("raw connection never reached Raw.Serve")
+			return ""
+		}
+	}
+	want := string(preface) + "hello"
+	if s := send(append(append([]byte(nil), preface...), "hello"...)); s != want {
+		t.Errorf("one write: Raw.Serve read %q, want %q", s, want)
+	}
+	var chunks [][]byte
+	for _, b := range preface {
+		chunks = append(chunks, []byte{b})
+	}
+	if s := send(append(chunks, []byte("hello"))...); s != want {
+		t.Errorf("byte by byte: Raw.Serve read %q, want %q", s, want)
+	}
+
+	grpcHealth(t, "passthrough:///"+addr)
+	c := &http.Client{Transport: &http.Transport{}}
+	if code, body := httpGet(t, c, "http://"+addr+"/hello"); code != 200 || body != "hello" {
+		t.Errorf("/hello = %d %q", code, body)
+	}
+	c.CloseIdleConnections()
+	ts.stop(t)
+}

@@ -40,25 +40,19 @@ func (frameCodec) Unmarshal(data []byte, v any) error {
 
 const (
 	serviceName         = "strata.transport.Raft"
-	methodMessages      = "/" + serviceName + "/Messages"
 	methodSnapshot      = "/" + serviceName + "/Snapshot"
-	streamIndexMessages = 0
-	streamIndexSnapshot = 1
+	streamIndexSnapshot = 0
 )
 
 // peerService is the server side of the peer service, as grpc.ServiceDesc
 // requires a handler type.
 type peerService interface {
-	messages(grpc.ServerStream) error
 	snapshot(grpc.ServerStream) error
 }
 
 // serviceDesc describes the peer service without protoc:
 //
 //	service Raft {
-//	  // Messages carries frames of raft messages, sender to receiver. The
-//	  // receiver sends nothing; it ends the stream with a status on error.
-//	  rpc Messages(stream Frame) returns (stream Frame);
 //	  // Snapshot carries one MsgSnap frame and then snapshot data frames;
 //	  // the receiver answers with one empty frame once installed.
 //	  rpc Snapshot(stream Frame) returns (Frame);
@@ -67,12 +61,6 @@ var serviceDesc = grpc.ServiceDesc{
 	ServiceName: serviceName,
 	HandlerType: (*peerService)(nil),
 	Streams: []grpc.StreamDesc{
-		streamIndexMessages: {
-			StreamName:    "Messages",
-			Handler:       func(srv any, s grpc.ServerStream) error { return srv.(peerService).messages(s) },
-			ServerStreams: true,
-			ClientStreams: true,
-		},
 		streamIndexSnapshot: {
 			StreamName:    "Snapshot",
 			Handler:       func(srv any, s grpc.ServerStream) error { return srv.(peerService).snapshot(s) },

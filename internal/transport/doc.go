@@ -10,9 +10,11 @@
 //
 // Two implementations share the Transport contract:
 //
-//   - GRPCTransport sends frames over one long-lived gRPC stream per peer on
-//     the peer URL. The service is hand-written (no protoc) and uses a raw
-//     []byte codec; see frame.go for the wire format.
+//   - GRPCTransport sends frames of messages over one long-lived TCP
+//     connection per peer opened on the peer URL (raw.go; the member's peer
+//     listener tells it from gRPC by RawPreface), and snapshots on a gRPC
+//     stream to the same URL. The gRPC service is hand-written (no protoc)
+//     and uses a raw []byte codec; see frame.go for the wire format.
 //   - Network is an in-memory network for deterministic multi-node tests,
 //     with drop, partition and delay controls driven by an injected clock.
 //

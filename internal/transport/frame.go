@@ -10,7 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Frame format. Every gRPC message on the peer service is one frame:
+// Frame format. Every frame on a message link (raw.go) and every gRPC message
+// on the snapshot stream is one frame:
 //
 //	offset size field
 //	0      1    version (frameVersion)

@@ -122,6 +122,7 @@ type GRPCTransport struct {
 		sync.RWMutex
 		closed bool
 	}
+	raw rawConns // the receiving side's link connections
 }
 
 var _ Transport = (*GRPCTransport)(nil)
@@ -182,12 +183,14 @@ func (t *GRPCTransport) AddPeerWith(id uint64, urls []string, opts PeerOptions) 
 		return fmt.Errorf("transport: cannot add peer %d (local %d)", id, t.cfg.LocalID)
 	}
 	addrs := make([]resolver.Address, 0, len(urls))
+	dialAddrs := make([]string, 0, len(urls))
 	for _, u := range urls {
 		a, err := peerAddr(u)
 		if err != nil {
 			return err
 		}
 		addrs = append(addrs, resolver.Address{Addr: a})
+		dialAddrs = append(dialAddrs, a)
 	}
 	if len(addrs) == 0 {
 		return fmt.Errorf("transport: peer %d has no URLs", id)
@@ -224,6 +227,7 @@ func (t *GRPCTransport) AddPeerWith(id uint64, urls []string, opts PeerOptions) 
 		t:      t,
 		id:     id,
 		conn:   conn,
+		addrs:  dialAddrs,
 		ctx:    ctx,
 		cancel: cancel,
 		notify: make(chan struct{}, 1),
@@ -297,6 +301,7 @@ func (t *GRPCTransport) Close() error {
 	for _, p := range peers {
 		p.stop()
 	}
+	t.raw.closeAll()
 	t.srv.Lock()
 	t.srv.closed = true
 	t.srv.Unlock()
@@ -313,9 +318,12 @@ func (t *GRPCTransport) peerError(id uint64, err error) {
 
 // grpcPeer is the sending side of one link.
 type grpcPeer struct {
-	t      *GRPCTransport
-	id     uint64
+	t  *GRPCTransport
+	id uint64
+	// conn carries snapshot streams; messages go on a link connection
+	// dialed to addrs (raw.go).
 	conn   *grpc.ClientConn
+	addrs  []string
 	header frameHeader
 	// ctx is cancelled by stop; every stream of the peer derives from it.
 	ctx    context.Context
@@ -454,86 +462,9 @@ func clearMessages(q []*raftpb.Message) []*raftpb.Message {
 	return q[:0]
 }
 
-// stream opens one Messages stream and feeds it until it breaks or the peer
-// stops. It returns whether any frame was sent and the spare queue buffer.
-func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Message, _ error) {
-	ctx, cancel := context.WithCancel(p.ctx)
-	defer cancel()
-	s, err := p.conn.NewStream(ctx, &serviceDesc.Streams[streamIndexMessages], methodMessages)
-	if err != nil {
-		return false, spare, fromStatus(err)
-	}
-	// The receiver never sends; RecvMsg returns when the stream ends,
-	// which is how a broken stream is noticed while idle.
-	broken := make(chan error, 1)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		var f []byte
-		for {
-			if err := s.RecvMsg(&f); err != nil {
-				if err == io.EOF {
-					err = errors.New("transport: peer closed the stream")
-				}
-				broken <- fromStatus(err)
-				return
-			}
-		}
-	}()
-	// A token may predate this stream (messages queued while in backoff).
-	p.poke()
-	var scratch []byte
-	for {
-		select {
-		case <-ctx.Done():
-			return sent, spare, ctx.Err()
-		case err := <-broken:
-			return sent, spare, err
-		case <-p.notify:
-		}
-		batch := p.take(spare)
-		for rest := batch; len(rest) > 0; {
-			var f []byte
-			var n, bodyLen int
-			f, scratch, n, bodyLen = p.t.encodeMessages(p.header, rest, scratch)
-			// Counted before the write, so that a receiver that saw
-			// the frame also sees it counted.
-			p.counters.framesSent.Add(1)
-			p.counters.messagesSent.Add(uint64(n))
-			p.counters.bodyBytesSent.Add(uint64(bodyLen))
-			p.counters.wireBytesSent.Add(uint64(len(f)))
-			if err := s.SendMsg(&f); err != nil {
-				p.counters.messagesDropped.Add(uint64(len(rest)))
-				// io.EOF means the stream ended; its status is
-				// what the receive goroutine got.
-				if err == io.EOF {
-					select {
-					case err = <-broken:
-					case <-ctx.Done():
-						err = ctx.Err()
-					}
-				}
-				return sent, clearMessages(batch), fromStatus(err)
-			}
-			sent = true
-			rest = rest[n:]
-		}
-		spare = clearMessages(batch)
-	}
-}
-
-// encodeMessages encodes a prefix of msgs into a new frame and returns it,
-// the (possibly grown) scratch buffer, the number of messages encoded and the
-// uncompressed body size.
+// encodeMessages encodes a prefix of msgs into a new frame; see appendFrame.
 func (t *GRPCTransport) encodeMessages(h frameHeader, msgs []*raftpb.Message, scratch []byte) (frame, _ []byte, n, bodyLen int) {
-	if h.compression == 0 {
-		// Encode straight into the frame: no scratch copy.
-		f, n := appendBatch(make([]byte, frameHeaderSize, frameHeaderSize+256), msgs, t.cfg.MaxFrameBytes+frameHeaderSize)
-		putHeader(f, h)
-		return f, scratch, n, len(f) - frameHeaderSize
-	}
-	body, n := appendBatch(scratch[:0], msgs, t.cfg.MaxFrameBytes)
-	return t.codecs.seal(h, body), body[:0], n, len(body)
+	return t.appendFrame(make([]byte, 0, frameHeaderSize+256), h, msgs, scratch)
 }
 
 func (p *grpcPeer) maybeStartSnapshot(m *raftpb.Message) {
@@ -639,30 +570,8 @@ func (t *GRPCTransport) checkHeader(h frameHeader, kind frameKind) error {
 	return nil
 }
 
-func (s *grpcServer) messages(ss grpc.ServerStream) error {
-	t := s.t
-	ctx := ss.Context()
-	var scratch []byte
-	for {
-		var f []byte
-		if err := ss.RecvMsg(&f); err != nil {
-			if err == io.EOF {
-				return nil
-			}
-			return err
-		}
-		var err error
-		if scratch, err = s.handleMessages(ctx, f, scratch); err != nil {
-			t.recv.framesRejected.Add(1)
-			return toStatus(err)
-		}
-		t.recv.framesReceived.Add(1)
-	}
-}
-
 // handleMessages steps the messages of frame f in order.
-func (s *grpcServer) handleMessages(ctx context.Context, f, scratch []byte) ([]byte, error) {
-	t := s.t
+func (t *GRPCTransport) handleMessages(ctx context.Context, f, scratch []byte) ([]byte, error) {
 	t.srv.RLock()
 	defer t.srv.RUnlock()
 	if t.srv.closed {

@@ -15,14 +15,18 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+
+	"github.com/stratakv/strata/internal/serve"
 )
 
 const testCluster = 0xc1
 
-// grpcNode is one member: a transport served on its own 127.0.0.1 listener.
+// grpcNode is one member: a transport served on its own 127.0.0.1 listener,
+// as a member serves it: gRPC (snapshots) and raw message links on one port.
 type grpcNode struct {
 	tr   *GRPCTransport
 	srv  *grpc.Server
+	lis  net.Listener
 	addr string
 }
 
@@ -43,7 +47,7 @@ func startGRPCNode(t testing.TB, cfg GRPCConfig) *grpcNode {
 	n.serve(t, lis)
 	t.Cleanup(func() {
 		tr.Close()
-		n.srv.Stop()
+		n.down()
 	})
 	return n
 }
@@ -51,7 +55,23 @@ func startGRPCNode(t testing.TB, cfg GRPCConfig) *grpcNode {
 func (n *grpcNode) serve(t testing.TB, lis net.Listener) {
 	n.srv = grpc.NewServer(n.tr.ServerOptions()...)
 	n.tr.Register(n.srv)
-	go n.srv.Serve(lis) //nolint:errcheck // Serve returns when the test stops it.
+	n.lis = lis
+	s := &serve.Server{GRPC: n.srv, Raw: &serve.Protocol{Preface: RawPreface, Serve: n.tr.ServeConn}}
+	go s.Serve(lis) //nolint:errcheck // Serve returns when the test stops it.
+}
+
+// down takes the node off the network: its listener, gRPC server and the
+// message links it accepted all close; the transport stays usable.
+func (n *grpcNode) down() {
+	n.lis.Close()
+	n.srv.Stop()
+	r := &n.tr.raw
+	r.mu.Lock()
+	for c, cancel := range r.conns {
+		cancel()
+		c.Close()
+	}
+	r.mu.Unlock()
 }
 
 func (n *grpcNode) url() string { return "http://" + n.addr }
@@ -156,7 +176,7 @@ func TestGRPCReconnectsAfterPeerReturns(t *testing.T) {
 	}
 
 	// Take node 2 down: the stream breaks, node 1 reports it and backs off.
-	n2.srv.Stop()
+	n2.down()
 	rec1.expectUnreachable(t, 2)
 	clk.nextAfter(t)
 

@@ -179,8 +179,22 @@ func msgApp(from, to, index uint64, data []byte) *raftpb.Message {
 	}
 }
 
-// goroutinesIn returns the stacks of live goroutines whose stack mentions fn.
+// goroutinesIn returns the stacks of live goroutines whose stack mentions fn,
+// once none is left or testTimeout passed. A goroutine that signalled it is
+// done (closed a channel, a WaitGroup) may still be on its way out, so, as
+// goleak does, the check retries rather than sample once.
 func goroutinesIn(fn string) []string {
+	deadline := time.Now().Add(testTimeout)
+	for {
+		gs := goroutinesNow(fn)
+		if len(gs) == 0 || time.Now().After(deadline) {
+			return gs
+		}
+		runtime.Gosched()
+	}
+}
+
+func goroutinesNow(fn string) []string {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string

@@ -216,6 +216,11 @@ type memLink struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	notify chan struct{} // one token; see grpcPeer.notify
+	// drops has one token when messages were dropped since the last
+	// report. Drops are reported by their own goroutine, so a link whose
+	// goroutine is stuck handing a message to a slow receiver still
+	// reports them.
+	drops chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -267,7 +272,8 @@ func (e *memEndpoint) link(to uint64) *memLink {
 	l := e.mu.links[to]
 	if l == nil {
 		ctx, cancel := context.WithCancel(e.ctx)
-		l = &memLink{from: e, to: to, cancel: cancel, done: make(chan struct{}), notify: make(chan struct{}, 1)}
+		l = &memLink{from: e, to: to, cancel: cancel, done: make(chan struct{}),
+			notify: make(chan struct{}, 1), drops: make(chan struct{}, 1)}
 		e.mu.links[to] = l
 		go l.run(ctx)
 	}
@@ -276,25 +282,28 @@ func (e *memEndpoint) link(to uint64) *memLink {
 
 func (l *memLink) push(p memPending, limit int) {
 	l.mu.Lock()
-	if len(l.mu.q) >= limit {
+	dropped := len(l.mu.q) >= limit
+	if dropped {
 		l.mu.dropped++
 	} else {
 		l.mu.q = append(l.mu.q, p)
 	}
 	l.mu.Unlock()
+	wake := l.notify
+	if dropped {
+		wake = l.drops
+	}
 	select {
-	case l.notify <- struct{}{}:
+	case wake <- struct{}{}:
 	default:
 	}
 }
 
-func (l *memLink) pop() (memPending, int, bool) {
+func (l *memLink) pop() (memPending, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	dropped := l.mu.dropped
-	l.mu.dropped = 0
 	if len(l.mu.q) == 0 {
-		return memPending{}, dropped, false
+		return memPending{}, false
 	}
 	p := l.mu.q[0]
 	l.mu.q[0] = memPending{}
@@ -302,16 +311,34 @@ func (l *memLink) pop() (memPending, int, bool) {
 	if len(l.mu.q) == 0 {
 		l.mu.q = l.mu.q[:0:0] // let the backing array go
 	}
-	return p, dropped, true
+	return p, true
 }
 
-func (l *memLink) run(ctx context.Context) {
-	defer close(l.done)
+// reportDrops tells the handler of dropped messages until ctx ends.
+func (l *memLink) reportDrops(ctx context.Context) {
 	for {
-		p, dropped, ok := l.pop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.drops:
+		}
+		l.mu.Lock()
+		dropped := l.mu.dropped
+		l.mu.dropped = 0
+		l.mu.Unlock()
 		if dropped > 0 {
 			l.from.h.ReportUnreachable(l.to)
 		}
+	}
+}
+
+func (l *memLink) run(ctx context.Context) {
+	reporter := make(chan struct{})
+	go func() { defer close(reporter); l.reportDrops(ctx) }()
+	defer close(l.done)
+	defer func() { <-reporter }()
+	for {
+		p, ok := l.pop()
 		if !ok {
 			select {
 			case <-ctx.Done():

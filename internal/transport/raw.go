@@ -1,0 +1,304 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Raft messages do not travel on a gRPC stream but on a plain TCP connection
+// per link, opened on the same peer URL: a gRPC stream costs two more
+// goroutine hand-offs per message (the sender's loopy writer, the receiver's
+// stream handler) on the path every write waits on, which on a busy machine
+// is measurable latency. Snapshots, whose streams are long and rare, stay on
+// gRPC, and so does the Cluster service.
+//
+// A link connection starts with RawPreface, which the member's peer listener
+// uses to tell it from HTTP/2 (internal/serve). Then, from sender to
+// receiver, a sequence of
+//
+//	4 bytes  frame length n, big endian
+//	n bytes  one frame (frame.go), kind frameKindMessages
+//
+// The receiver never writes, except once before it closes the connection
+// because of an error the sender must know (another cluster, a removed
+// sender): a linkError record,
+//
+//	1 byte   code: 1 + the index of the sentinel in sentinels, or 0
+//	2 bytes  message length m, big endian
+//	m bytes  the error's text
+
+// RawPreface opens every raft message link.
+var RawPreface = []byte("STRATA-RAFT-LINK/1\r\n")
+
+// rawWriteTimeout bounds one flush to a peer. A peer that stops reading
+// breaks the link after it, and raft hears the peer is unreachable (etcd's
+// rafthttp uses the same bound).
+const rawWriteTimeout = 5 * time.Second
+
+// rawDialTimeout bounds establishing a link connection.
+const rawDialTimeout = 5 * time.Second
+
+// rawConns tracks the receiving side's connections so that Close can end
+// them and wait for their goroutines.
+type rawConns struct {
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (r *rawConns) add(c net.Conn, cancel context.CancelFunc) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	if r.conns == nil {
+		r.conns = make(map[net.Conn]context.CancelFunc)
+	}
+	r.conns[c] = cancel
+	r.wg.Add(1)
+	return true
+}
+
+func (r *rawConns) remove(c net.Conn) {
+	r.mu.Lock()
+	delete(r.conns, c)
+	r.mu.Unlock()
+	r.wg.Done()
+}
+
+func (r *rawConns) closeAll() {
+	r.mu.Lock()
+	r.closed = true
+	for c, cancel := range r.conns {
+		cancel()
+		c.Close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// ServeConn serves one raft message link: c is a connection accepted on the
+// peer listener whose first bytes are RawPreface (the listener may have read
+// them already and replay them). It returns when the link ends, and closes
+// c.
+func (t *GRPCTransport) ServeConn(c net.Conn) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if !t.raw.add(c, cancel) {
+		c.Close()
+		return
+	}
+	defer t.raw.remove(c)
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 64<<10)
+	pre := make([]byte, len(RawPreface))
+	if _, err := io.ReadFull(br, pre); err != nil || !bytes.Equal(pre, RawPreface) {
+		return
+	}
+	limit := t.cfg.MaxMessageBytes + frameHeaderSize
+	var f, scratch []byte
+	for {
+		var lb [4]byte
+		if _, err := io.ReadFull(br, lb[:]); err != nil {
+			return // the sender closed the link, or Close did
+		}
+		n := int(binary.BigEndian.Uint32(lb[:]))
+		if n > limit {
+			t.recv.framesRejected.Add(1)
+			endLink(c, br, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n))
+			return
+		}
+		if cap(f) < n {
+			f = make([]byte, n)
+		}
+		f = f[:n]
+		if _, err := io.ReadFull(br, f); err != nil {
+			return
+		}
+		// Stepping copies what it keeps out of f (proto.Unmarshal copies
+		// bytes fields), so f is reused for the next frame.
+		var err error
+		if scratch, err = t.handleMessages(ctx, f, scratch); err != nil {
+			t.recv.framesRejected.Add(1)
+			endLink(c, br, err)
+			return
+		}
+		t.recv.framesReceived.Add(1)
+	}
+}
+
+// endLink tells the sender why the link ends, then closes its side and
+// drains what the sender still had in flight (bounded in time), so that the
+// connection ends with a FIN the sender reads the reason before, not a reset
+// that may destroy it.
+func endLink(c net.Conn, r io.Reader, err error) {
+	writeLinkError(c, err)
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.Copy(io.Discard, r)
+}
+
+// writeLinkError writes a linkError record; best effort.
+func writeLinkError(c net.Conn, err error) {
+	code := byte(0)
+	for i, s := range sentinels {
+		if errors.Is(err, s.err) {
+			code = byte(i + 1)
+			break
+		}
+	}
+	msg := err.Error()
+	if len(msg) > 1<<15 {
+		msg = msg[:1<<15]
+	}
+	rec := make([]byte, 3, 3+len(msg))
+	rec[0] = code
+	binary.BigEndian.PutUint16(rec[1:], uint16(len(msg)))
+	rec = append(rec, msg...)
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.Write(rec)
+}
+
+// readLinkError reads what the receiver said before it closed the link.
+func readLinkError(r io.Reader) error {
+	var hdr [3]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errors.New("transport: peer closed the link")
+		}
+		return fmt.Errorf("transport: link: %w", err)
+	}
+	msg := make([]byte, binary.BigEndian.Uint16(hdr[1:]))
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return fmt.Errorf("transport: link closed mid-error: %w", err)
+	}
+	if c := int(hdr[0]); c > 0 && c <= len(sentinels) {
+		s := sentinels[c-1].err
+		if rest, ok := bytes.CutPrefix(msg, []byte(s.Error())); ok {
+			return fmt.Errorf("%w%s", s, rest)
+		}
+		return fmt.Errorf("%w: %s", s, msg)
+	}
+	return fmt.Errorf("transport: peer: %s", msg)
+}
+
+// dial opens a link connection to the first of the peer's addresses that
+// answers.
+func (p *grpcPeer) dial(ctx context.Context) (net.Conn, error) {
+	d := net.Dialer{Timeout: rawDialTimeout}
+	var lastErr error
+	for _, a := range p.addrs {
+		c, err := d.DialContext(ctx, "tcp", a)
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// stream opens one link connection and feeds it until it breaks or the peer
+// stops. It returns whether any frame was sent and the spare queue buffer.
+func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Message, _ error) {
+	ctx, cancel := context.WithCancel(p.ctx)
+	defer cancel()
+	c, err := p.dial(ctx)
+	if err != nil {
+		return false, spare, err
+	}
+	// The receiver writes only to say why it ends the link; reading that
+	// (or EOF) is how a broken link is noticed while idle. Cancelling
+	// closes the connection, which ends the read.
+	broken := make(chan error, 1)
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		broken <- readLinkError(c)
+	}()
+	go func() {
+		defer p.wg.Done()
+		<-ctx.Done()
+		c.Close()
+	}()
+	bw := bufio.NewWriterSize(c, 64<<10)
+	if _, err := bw.Write(RawPreface); err != nil {
+		return false, spare, err
+	}
+	// A token may predate this link (messages queued while in backoff).
+	p.poke()
+	var scratch, fbuf []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return sent, spare, ctx.Err()
+		case err := <-broken:
+			return sent, spare, err
+		case <-p.notify:
+		}
+		batch := p.take(spare)
+		if err := c.SetWriteDeadline(time.Now().Add(rawWriteTimeout)); err != nil {
+			return sent, clearMessages(batch), err
+		}
+		for rest := batch; len(rest) > 0; {
+			var n, bodyLen int
+			fbuf, scratch, n, bodyLen = p.t.appendFrame(fbuf[:0], p.header, rest, scratch)
+			p.counters.framesSent.Add(1)
+			p.counters.messagesSent.Add(uint64(n))
+			p.counters.bodyBytesSent.Add(uint64(bodyLen))
+			p.counters.wireBytesSent.Add(uint64(len(fbuf)))
+			var lb [4]byte
+			binary.BigEndian.PutUint32(lb[:], uint32(len(fbuf)))
+			if _, err := bw.Write(lb[:]); err != nil {
+				return sent, clearMessages(batch), p.linkErr(err, broken)
+			}
+			if _, err := bw.Write(fbuf); err != nil {
+				return sent, clearMessages(batch), p.linkErr(err, broken)
+			}
+			sent = true
+			rest = rest[n:]
+		}
+		if err := bw.Flush(); err != nil {
+			p.counters.messagesDropped.Add(uint64(len(batch)))
+			return sent, clearMessages(batch), p.linkErr(err, broken)
+		}
+		spare = clearMessages(batch)
+	}
+}
+
+// linkErr prefers what the receiver said to the write error it caused.
+func (p *grpcPeer) linkErr(werr error, broken <-chan error) error {
+	select {
+	case err := <-broken:
+		return err
+	case <-time.After(100 * time.Millisecond):
+		return werr
+	}
+}
+
+// appendFrame appends to f a frame holding a prefix of msgs and returns it,
+// the (possibly grown) scratch buffer, the number of messages encoded and the
+// uncompressed body size.
+func (t *GRPCTransport) appendFrame(f []byte, h frameHeader, msgs []*raftpb.Message, scratch []byte) (frame, _ []byte, n, bodyLen int) {
+	if h.compression == 0 {
+		f = append(f, make([]byte, frameHeaderSize)...)
+		f, n = appendBatch(f, msgs, t.cfg.MaxFrameBytes+frameHeaderSize)
+		putHeader(f, h)
+		return f, scratch, n, len(f) - frameHeaderSize
+	}
+	body, n := appendBatch(scratch[:0], msgs, t.cfg.MaxFrameBytes)
+	return append(f, t.codecs.seal(h, body)...), body[:0], n, len(body)
+}
