@@ -67,16 +67,14 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 type interceptor struct{ leader LeaderSource }
 
 func (ic interceptor) check(ctx context.Context) error {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return nil
-	}
-	for _, v := range md.Get(rpctypes.MetadataClientAPIVersionKey) {
+	// ValueFromIncomingContext looks the two keys up without copying the
+	// whole metadata map (FromIncomingContext does, on every request).
+	for _, v := range metadata.ValueFromIncomingContext(ctx, rpctypes.MetadataClientAPIVersionKey) {
 		if !utf8.ValidString(v) {
 			return rpctypes.ErrGRPCInvalidClientAPIVersion
 		}
 	}
-	if vs := md.Get(rpctypes.MetadataRequireLeaderKey); len(vs) > 0 && vs[0] == rpctypes.MetadataHasLeader {
+	if vs := metadata.ValueFromIncomingContext(ctx, rpctypes.MetadataRequireLeaderKey); len(vs) > 0 && vs[0] == rpctypes.MetadataHasLeader {
 		if ic.leader != nil && !ic.leader.HasLeader() {
 			return rpctypes.ErrGRPCNoLeader
 		}
