@@ -33,6 +33,8 @@
 //     started and waits for it.
 //
 // The transport does not authenticate peers (TLS is configured on the gRPC
-// server and dial options by the member), does not persist anything, and does
-// not retry messages: raft's own retries are the only retries.
+// server and dial options by the member; message links are plain TCP today,
+// and peer TLS must wrap them too, with the same configuration), does not
+// persist anything, and does not retry messages: raft's own retries are the
+// only retries.
 package transport
