@@ -82,6 +82,8 @@ type Proposer struct {
 		// appliedTerm is the highest term of an applied entry
 		// (AppliedTerm).
 		appliedTerm uint64
+		// restores counts Restored calls.
+		restores uint64
 	}
 }
 
@@ -345,6 +347,9 @@ func (p *Proposer) propose(ws []*waiter, buf []byte) []byte {
 	buf = applier.EncodeEntry(buf[:0], reqs)
 	// raft keeps the slice it is given.
 	data := append([]byte(nil), buf...)
+	p.mu.Lock()
+	restores := p.mu.restores
+	p.mu.Unlock()
 	term, err := p.cfg.Raft.Propose(context.Background(), data)
 	if err != nil {
 		p.failBatch(ws, err)
@@ -352,6 +357,11 @@ func (p *Proposer) propose(ws []*waiter, buf []byte) []byte {
 	}
 	if term != 0 {
 		p.mu.Lock()
+		if p.mu.restores != restores {
+			// A snapshot may already cover the entry (see Restored).
+			p.mu.Unlock()
+			return buf
+		}
 		ws[0].batch.leaderTerm = term
 		lost := p.mu.appliedTerm > term
 		p.mu.Unlock()
@@ -385,6 +395,23 @@ func (p *Proposer) AppliedTerm(term uint64) {
 	}
 	p.mu.Unlock()
 	p.failLost(lost)
+}
+
+// Restored tells the proposer that the state machine was replaced by a
+// snapshot. The entries it covers were never handed to the apply stage, so
+// requests this member proposed as leader may have committed without being
+// answered: from now on they are not failed by AppliedTerm (the argument
+// there needs every committed entry to pass through Notify) and wait for
+// the request timeout, whose error says the outcome is unknown.
+func (p *Proposer) Restored() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.mu.waiters {
+		if w.batch != nil {
+			w.batch.leaderTerm = 0
+		}
+	}
+	p.mu.restores++
 }
 
 // failLost answers still-waiting requests of lost entries.

@@ -249,14 +249,17 @@ func TestRequestErrors(t *testing.T) {
 
 func TestTimeoutReleasesInflightSlot(t *testing.T) {
 	f := newFakeRaft()
-	clk := clock.NewManual(time.Unix(0, 0))
+	clk := newSignalClock()
 	p := newTestProposer(f, clk, func(c *Config) { c.RequestTimeout = time.Second })
 	defer p.Stop()
 	errc := make(chan error, 1)
 	go func() { _, err := p.Propose(context.Background(), put(1)); errc <- err }()
 	f.waitEntries(t, 1)
 	// The entry is never applied (say, leadership was lost): the caller
-	// times out, and its slot must free up for the next request.
+	// times out, and its slot must free up for the next request. The
+	// request may be proposed before its caller starts the timeout, so
+	// advance only once the timeout is waiting on the clock.
+	clk.awaitAfter(t)
 	clk.Advance(2 * time.Second)
 	if err := <-errc; !errors.Is(err, rpctypes.ErrGRPCTimeout) {
 		t.Fatalf("got %v", err)
@@ -348,5 +351,64 @@ func recvErr(t *testing.T, errc <-chan error) error {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the caller was never answered")
 		return nil
+	}
+}
+
+// signalClock is a manual clock that announces every After, so that a test
+// advances it only once the code under test waits on it.
+type signalClock struct {
+	*clock.Manual
+	afters chan time.Duration
+}
+
+func newSignalClock() *signalClock {
+	return &signalClock{Manual: clock.NewManual(time.Unix(0, 0)), afters: make(chan time.Duration, 1024)}
+}
+
+func (c *signalClock) After(d time.Duration) <-chan time.Time {
+	ch := c.Manual.After(d)
+	c.afters <- d
+	return ch
+}
+
+func (c *signalClock) awaitAfter(t *testing.T) {
+	t.Helper()
+	select {
+	case <-c.afters:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proposer never waited on the clock")
+	}
+}
+
+// TestRestoredRequestsAreNotFailedAsLost: after the state machine is
+// replaced by a snapshot, a leader-appended request may have committed
+// inside it without being answered; a later term must not fail it.
+func TestRestoredRequestsAreNotFailedAsLost(t *testing.T) {
+	f := newFakeRaft()
+	clk := newSignalClock()
+	p := newTestProposer(f, clk, func(c *Config) { c.RequestTimeout = time.Second })
+	defer p.Stop()
+	f.setTerm(3)
+	errc := make(chan error, 1)
+	go func() {
+		res, err := p.Propose(context.Background(), put(1))
+		if err == nil {
+			err = res.Err
+		}
+		errc <- err
+	}()
+	f.waitEntries(t, 1)
+	clk.awaitAfter(t) // the caller waits
+	p.Restored()
+	p.AppliedTerm(4)
+	select {
+	case err := <-errc:
+		t.Fatalf("failed after a restore: %v", err)
+	default:
+	}
+	// It is answered by the timeout, whose error leaves the outcome open.
+	clk.Advance(2 * time.Second)
+	if err := recvErr(t, errc); !errors.Is(err, rpctypes.ErrGRPCTimeout) {
+		t.Fatalf("got %v, want ErrGRPCTimeout", err)
 	}
 }

@@ -42,6 +42,11 @@ func (h *peerHandler) InstallSnapshot(m *raftpb.Message, r io.Reader) error {
 	md := m.GetSnapshot().GetMetadata()
 	h.lg.Info("installing snapshot from leader",
 		zap.String("from", idString(m.GetFrom())), zap.Uint64("index", md.GetIndex()), zap.Uint64("term", md.GetTerm()))
+	// Requests this member proposed may be inside the snapshot, answered
+	// by no apply: from here on they must not be failed as lost. (Before
+	// the restore: the apply stage may skip covered entries as soon as it
+	// is done.)
+	h.prop.Restored()
 	var info snapshot.Info
 	err := h.app.Restore(md.GetIndex(), func(e applier.Engine) error {
 		var err error
