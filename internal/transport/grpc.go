@@ -592,6 +592,9 @@ func (t *GRPCTransport) handleMessages(ctx context.Context, f, scratch []byte) (
 		scratch = body[:0]
 	}
 	return scratch, forEachMessage(body, func(m *raftpb.Message) error {
+		if err := ctx.Err(); err != nil {
+			return err // the link was superseded or closed: step nothing more
+		}
 		t.recv.messagesReceived.Add(1)
 		if err := t.cfg.Handler.Process(ctx, m); err != nil {
 			if errors.Is(err, ErrSenderRemoved) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,7 +41,7 @@ import (
 // RawPreface opens every raft message link.
 var RawPreface = []byte("STRATA-RAFT-LINK/1\r\n")
 
-// rawWriteTimeout bounds one flush to a peer. A peer that stops reading
+// rawWriteTimeout bounds one write to a peer. A peer that stops reading
 // breaks the link after it, and raft hears the peer is unreachable (etcd's
 // rafthttp uses the same bound).
 const rawWriteTimeout = 5 * time.Second
@@ -55,6 +56,45 @@ type rawConns struct {
 	closed bool
 	conns  map[net.Conn]context.CancelFunc
 	wg     sync.WaitGroup
+	// senders holds the link each sender is stepping through. A sender
+	// that reconnects supersedes its old link, which the receiver may
+	// not have seen end yet: the new one steps nothing until the old one
+	// has stopped, so messages from one sender are never stepped out of
+	// order.
+	senders map[uint64]*rawLink
+}
+
+// rawLink is one receiving link as the sender table sees it.
+type rawLink struct {
+	conn   net.Conn
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the link steps no more
+}
+
+// claim makes l the link of sender from, ending the link it supersedes and
+// waiting until that one steps no more.
+func (r *rawConns) claim(from uint64, l *rawLink) {
+	r.mu.Lock()
+	if r.senders == nil {
+		r.senders = make(map[uint64]*rawLink)
+	}
+	old := r.senders[from]
+	r.senders[from] = l
+	r.mu.Unlock()
+	if old != nil {
+		old.cancel()
+		old.conn.Close()
+		<-old.done
+	}
+}
+
+// release forgets l as from's link, unless a newer link took its place.
+func (r *rawConns) release(from uint64, l *rawLink) {
+	r.mu.Lock()
+	if r.senders[from] == l {
+		delete(r.senders, from)
+	}
+	r.mu.Unlock()
 }
 
 func (r *rawConns) add(c net.Conn, cancel context.CancelFunc) bool {
@@ -102,6 +142,14 @@ func (t *GRPCTransport) ServeConn(c net.Conn) {
 	}
 	defer t.raw.remove(c)
 	defer c.Close()
+	link := &rawLink{conn: c, cancel: cancel, done: make(chan struct{})}
+	defer close(link.done)
+	var from uint64 // the sender, known from the first frame
+	defer func() {
+		if from != 0 {
+			t.raw.release(from, link)
+		}
+	}()
 	br := bufio.NewReaderSize(c, 64<<10)
 	pre := make([]byte, len(RawPreface))
 	if _, err := io.ReadFull(br, pre); err != nil || !bytes.Equal(pre, RawPreface) {
@@ -120,23 +168,56 @@ func (t *GRPCTransport) ServeConn(c net.Conn) {
 			endLink(c, br, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n))
 			return
 		}
-		if cap(f) < n {
-			f = make([]byte, n)
-		}
-		f = f[:n]
-		if _, err := io.ReadFull(br, f); err != nil {
+		var err error
+		if f, err = readFrame(br, f, n); err != nil {
 			return
+		}
+		if h, err := parseHeader(f); err == nil {
+			switch {
+			case from == 0 && h.from != 0:
+				from = h.from
+				t.raw.claim(from, link)
+			case h.from != from:
+				t.recv.framesRejected.Add(1)
+				endLink(c, br, fmt.Errorf("%w: frame from member %x on the link of member %x", ErrBadFrame, h.from, from))
+				return
+			}
 		}
 		// Stepping copies what it keeps out of f (proto.Unmarshal copies
 		// bytes fields), so f is reused for the next frame.
-		var err error
 		if scratch, err = t.handleMessages(ctx, f, scratch); err != nil {
+			if ctx.Err() != nil {
+				return // superseded or closed
+			}
 			t.recv.framesRejected.Add(1)
 			endLink(c, br, err)
 			return
 		}
 		t.recv.framesReceived.Add(1)
 	}
+}
+
+// readFrame reads an n-byte frame into buf (reused when large enough). The
+// buffer grows with the bytes that actually arrive, not with what the length
+// claims, so a peer announcing a large frame and sending little costs
+// little.
+func readFrame(r io.Reader, buf []byte, n int) ([]byte, error) {
+	if cap(buf) >= n {
+		buf = buf[:n]
+		_, err := io.ReadFull(r, buf)
+		return buf, err
+	}
+	buf = buf[:0]
+	for len(buf) < n {
+		chunk := min(n-len(buf), max(64<<10, len(buf)))
+		buf = slices.Grow(buf, chunk)
+		m, err := io.ReadFull(r, buf[len(buf):len(buf)+chunk])
+		buf = buf[:len(buf)+m]
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 // endLink tells the sender why the link ends, then closes its side and
@@ -250,9 +331,6 @@ func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Messa
 		case <-p.notify:
 		}
 		batch := p.take(spare)
-		if err := c.SetWriteDeadline(time.Now().Add(rawWriteTimeout)); err != nil {
-			return sent, clearMessages(batch), err
-		}
 		for rest := batch; len(rest) > 0; {
 			var n, bodyLen int
 			fbuf, scratch, n, bodyLen = p.t.appendFrame(fbuf[:0], p.header, rest, scratch)
@@ -262,6 +340,11 @@ func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Messa
 			p.counters.wireBytesSent.Add(uint64(len(fbuf)))
 			var lb [4]byte
 			binary.BigEndian.PutUint32(lb[:], uint32(len(fbuf)))
+			// The deadline bounds each write, not the batch: a long
+			// batch to a peer that keeps reading is not a failure.
+			if err := c.SetWriteDeadline(time.Now().Add(rawWriteTimeout)); err != nil {
+				return sent, clearMessages(batch), err
+			}
 			if _, err := bw.Write(lb[:]); err != nil {
 				return sent, clearMessages(batch), p.linkErr(err, broken)
 			}
@@ -270,6 +353,9 @@ func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Messa
 			}
 			sent = true
 			rest = rest[n:]
+		}
+		if err := c.SetWriteDeadline(time.Now().Add(rawWriteTimeout)); err != nil {
+			return sent, clearMessages(batch), err
 		}
 		if err := bw.Flush(); err != nil {
 			p.counters.messagesDropped.Add(uint64(len(batch)))
