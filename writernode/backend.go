@@ -197,6 +197,9 @@ func (b *backend) PromoteOnLeader(ctx context.Context, r *pb.MemberPromoteReques
 		if err == nil {
 			return resp, nil
 		}
+		if status.Code(err) == codes.DeadlineExceeded {
+			return nil, rpctypes.ErrGRPCTimeout
+		}
 		if _, ok := status.FromError(err); ok && status.Code(err) != codes.Unavailable {
 			return nil, err // the leader's answer, etcd's error as it gave it
 		}

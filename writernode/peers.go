@@ -47,11 +47,27 @@ func (h *peerHandler) InstallSnapshot(m *raftpb.Message, r io.Reader) error {
 	// the restore: the apply stage may skip covered entries as soon as it
 	// is done.)
 	h.prop.Restored()
+	// raft drops a message from an older term. A snapshot it will drop
+	// must not be installed: the state machine would be ahead of a log
+	// that never reaches it. Checked before the stream (the usual case:
+	// the sender lost leadership meanwhile) and again once the data is in,
+	// before the restore is published; a term change between that check
+	// and raft stepping the message remains (etcd closes it by staging the
+	// data until raft accepts the snapshot; so should strata).
+	if term := h.node.Status().Term; m.GetTerm() < term {
+		h.lg.Info("ignoring a snapshot from an older term", zap.Uint64("snapshot-term", m.GetTerm()), zap.Uint64("term", term))
+		return nil
+	}
 	var info snapshot.Info
 	err := h.app.Restore(md.GetIndex(), func(e applier.Engine) error {
 		var err error
-		info, err = snapshot.Install(r, e)
-		return err
+		if info, err = snapshot.Install(r, e); err != nil {
+			return err
+		}
+		if term := h.node.Status().Term; m.GetTerm() < term {
+			return fmt.Errorf("the term moved to %d while the snapshot of term %d streamed in", term, m.GetTerm())
+		}
+		return nil
 	})
 	if errors.Is(err, applier.ErrStaleSnapshot) {
 		// The state machine is already past it; raft, stepping the

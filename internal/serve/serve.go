@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -75,6 +76,9 @@ type Protocol struct {
 // stopped accepting (and then closes l).
 func (s *Server) Serve(l net.Listener) error {
 	defer l.Close()
+	if s.Raw != nil && (len(s.Raw.Preface) == 0 || s.Raw.Preface[0] == http2Preface[0]) {
+		return fmt.Errorf("serve: raw protocol preface %q is empty or begins like HTTP/2's", s.Raw.Preface)
+	}
 	sniffTimeout := s.SniffTimeout
 	if sniffTimeout <= 0 {
 		sniffTimeout = DefaultSniffTimeout

@@ -346,9 +346,11 @@ func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Messa
 				return sent, clearMessages(batch), err
 			}
 			if _, err := bw.Write(lb[:]); err != nil {
+				p.counters.messagesDropped.Add(uint64(len(rest)))
 				return sent, clearMessages(batch), p.linkErr(err, broken)
 			}
 			if _, err := bw.Write(fbuf); err != nil {
+				p.counters.messagesDropped.Add(uint64(len(rest)))
 				return sent, clearMessages(batch), p.linkErr(err, broken)
 			}
 			sent = true
