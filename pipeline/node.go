@@ -562,6 +562,14 @@ func (n *Node) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) err
 // data is the state machine itself (at index or later), streamed by the
 // transport.
 func (n *Node) CompactLog(index uint64, cs *raftpb.ConfState) {
+	// The state machine may be ahead of the log: a snapshot installed in
+	// the window where raft then refused it (see writernode's
+	// InstallSnapshot). raft's storage panics past its last index; such a
+	// compaction waits until the log catches up.
+	if last, err := n.storage.LastIndex(); err != nil || index > last {
+		n.lg.Warn("not compacting the in-memory raft log past its last index", zap.Uint64("index", index), zap.Uint64("last-index", last))
+		return
+	}
 	if _, err := n.storage.CreateSnapshot(index, cs, nil); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
 		n.lg.Warn("snapshot in-memory raft log", zap.Uint64("index", index), zap.Error(err))
 		return

@@ -286,3 +286,28 @@ func TestApplyFailureStopsNode(t *testing.T) {
 		t.Fatal("Err() is nil after a failure")
 	}
 }
+
+// TestCompactLogPastLastIndexIsRefused: a state machine ahead of the log
+// (a snapshot installed that raft then refused) asks to compact past the
+// log's end; raft's storage would panic, the node declines and goes on.
+func TestCompactLogPastLastIndexIsRefused(t *testing.T) {
+	log := &memLog{}
+	app := newApplied(1)
+	n := startOne(t, log, bootstrapState(), app)
+	defer n.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := n.ReadIndex(ctx); err != nil { // leader, with its term committed
+		t.Fatal(err)
+	}
+	if err := n.Propose(ctx, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	at := app.waitData(t, "a")
+	n.CompactLog(at+100, &raftpb.ConfState{Voters: []uint64{1}})
+	n.CompactLog(at, &raftpb.ConfState{Voters: []uint64{1}})
+	if err := n.Propose(ctx, []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	app.waitData(t, "b")
+}
