@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -117,5 +118,46 @@ func TestReadFrameGrowsWithData(t *testing.T) {
 	got, err := readFrame(bytes.NewReader(data), nil, len(data))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("readFrame of a whole frame: %v, equal %v", err, bytes.Equal(got, data))
+	}
+}
+
+// removedHandler refuses every message after the first three as coming
+// from a removed member.
+type removedHandler struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (h *removedHandler) Process(context.Context, *raftpb.Message) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n++; h.n > 3 {
+		return ErrSenderRemoved
+	}
+	return nil
+}
+func (h *removedHandler) ReportUnreachable(uint64)                   {}
+func (h *removedHandler) ReportSnapshot(uint64, raft.SnapshotStatus) {}
+
+// TestRawLinkTellsRemovedSenderUnderLoad: the receiver's reason for ending
+// a link reaches the sender even while the sender keeps writing (the
+// receiver half-closes and drains rather than resetting the connection).
+func TestRawLinkTellsRemovedSenderUnderLoad(t *testing.T) {
+	n2 := startGRPCNode(t, GRPCConfig{LocalID: 2, Handler: &removedHandler{}})
+	errc := make(chan error, 64)
+	n1 := startGRPCNode(t, GRPCConfig{LocalID: 1, Handler: newRecorder(), Clock: newSignalClock(),
+		OnPeerError: func(_ uint64, err error) { errc <- err }})
+	n1.tr.AddPeer(2, []string{n2.url()})
+	big := bytes.Repeat([]byte{1}, 64<<10)
+	for i := range uint64(256) { // 16 MiB queued: more than socket buffers hold
+		n1.tr.Send([]*raftpb.Message{msgApp(1, 2, i, big)})
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrSenderRemoved) {
+			t.Fatalf("sender saw %v, want ErrSenderRemoved", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the sender never learned why the link ended")
 	}
 }
