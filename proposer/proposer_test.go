@@ -354,27 +354,15 @@ func recvErr(t *testing.T, errc <-chan error) error {
 	}
 }
 
-// signalClock is a manual clock that announces every After, so that a test
-// advances it only once the code under test waits on it.
-type signalClock struct {
-	*clock.Manual
-	afters chan time.Duration
-}
+// signalClock is clock.Announcing with a test's bounded wait.
+type signalClock struct{ *clock.Announcing }
 
-func newSignalClock() *signalClock {
-	return &signalClock{Manual: clock.NewManual(time.Unix(0, 0)), afters: make(chan time.Duration, 1024)}
-}
-
-func (c *signalClock) After(d time.Duration) <-chan time.Time {
-	ch := c.Manual.After(d)
-	c.afters <- d
-	return ch
-}
+func newSignalClock() *signalClock { return &signalClock{clock.NewAnnouncing(time.Unix(0, 0))} }
 
 func (c *signalClock) awaitAfter(t *testing.T) {
 	t.Helper()
 	select {
-	case <-c.afters:
+	case <-c.Afters:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the proposer never waited on the clock")
 	}

@@ -120,3 +120,24 @@ func (t manualTicker) Stop() {
 	t.w.dead = true
 	t.m.mu.Unlock()
 }
+
+// Announcing is a Manual clock that announces every After on Afters (the
+// duration asked for), so that a test advances the clock only once the code
+// under test waits on it. Afters holds 1024 announcements; After blocks
+// beyond that until the test reads them.
+type Announcing struct {
+	*Manual
+	Afters chan time.Duration
+}
+
+// NewAnnouncing returns an announcing manual clock starting at start.
+func NewAnnouncing(start time.Time) *Announcing {
+	return &Announcing{Manual: NewManual(start), Afters: make(chan time.Duration, 1024)}
+}
+
+// After implements Clock.
+func (c *Announcing) After(d time.Duration) <-chan time.Time {
+	ch := c.Manual.After(d)
+	c.Afters <- d
+	return ch
+}

@@ -202,7 +202,7 @@ func TestGRPCReconnectsAfterPeerReturns(t *testing.T) {
 				t.Fatalf("got index %d, want 2", m.GetIndex())
 			}
 			return
-		case <-clk.afters:
+		case <-clk.Afters:
 		}
 	}
 }

@@ -139,27 +139,17 @@ func (r *snapRecorder) Process(ctx context.Context, m *raftpb.Message) error {
 	return r.recorder.Process(ctx, m)
 }
 
-// signalClock is a manual clock that announces every After, so a test
-// advances it only once the transport waits on it.
-type signalClock struct {
-	*clock.Manual
-	afters chan time.Duration
-}
+// signalClock is clock.Announcing with a test's bounded wait.
+type signalClock struct{ *clock.Announcing }
 
 func newSignalClock() *signalClock {
-	return &signalClock{Manual: clock.NewManual(time.Unix(0, 0)), afters: make(chan time.Duration, 1024)}
-}
-
-func (c *signalClock) After(d time.Duration) <-chan time.Time {
-	ch := c.Manual.After(d)
-	c.afters <- d
-	return ch
+	return &signalClock{clock.NewAnnouncing(time.Unix(0, 0))}
 }
 
 func (c *signalClock) nextAfter(t testing.TB) time.Duration {
 	t.Helper()
 	select {
-	case d := <-c.afters:
+	case d := <-c.Afters:
 		return d
 	case <-time.After(testTimeout):
 		t.Fatal("timed out waiting for the transport to wait on the clock")
