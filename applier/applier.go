@@ -37,9 +37,9 @@ type Config struct {
 	// has been committed, so reads already see it. It is called on the
 	// apply goroutine and should not block.
 	Notify func(id uint64, res Result)
-	// LeaseExists reports whether a lease exists, for Put's lease check.
-	// nil: no lease exists (every Put with a lease fails with
-	// ErrGRPCLeaseNotFound). It must be deterministic in the applied state.
+	// LeaseExists, when set, answers Put's lease check in place of the
+	// replicated lease table (tests that model a fixed set of leases
+	// without granting them). It must be deterministic.
 	LeaseExists func(id int64) bool
 	// CompactionChunk bounds the history versions one physical compaction
 	// step examines while it holds up writers. 0: 1024.
@@ -332,6 +332,8 @@ var rejections = map[error]bool{
 	rpctypes.ErrGRPCCompacted:         true,
 	rpctypes.ErrGRPCFutureRev:         true,
 	rpctypes.ErrGRPCLeaseNotFound:     true,
+	rpctypes.ErrGRPCLeaseExist:        true,
+	rpctypes.ErrGRPCLeaseTTLTooLarge:  true,
 	ErrUnsupportedRequest:             true,
 }
 
@@ -339,7 +341,7 @@ var rejections = map[error]bool{
 func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftRequest) (Result, error) {
 	t := &txnCtx{
 		r: b, w: b, beginRev: st.rev, compacted: st.compacted,
-		leaseExists: a.cfg.LeaseExists, kbuf: a.kbuf, vbuf: a.vbuf,
+		leaseOverride: a.cfg.LeaseExists, kbuf: a.kbuf, vbuf: a.vbuf,
 	}
 	var (
 		resp proto.Message
@@ -368,6 +370,12 @@ func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftReques
 		}
 	case r.ClusterMemberAttrSet != nil:
 		err = applyMemberAttrs(b, r.ClusterMemberAttrSet)
+	case r.LeaseGrant != nil:
+		resp, err = t.leaseGrant(r.LeaseGrant)
+	case r.LeaseRevoke != nil:
+		resp, err = t.leaseRevoke(r.LeaseRevoke)
+	case r.LeaseCheckpoint != nil:
+		resp, err = t.leaseCheckpoint(r.LeaseCheckpoint)
 	default:
 		err = ErrUnsupportedRequest
 	}

@@ -157,13 +157,13 @@ func TestApplyConfChangeAndUnsupported(t *testing.T) {
 		e.index++
 		return &raftpb.Entry{Type: raftpb.EntryConfChangeV2.Enum(), Index: proto.Uint64(e.index), Term: proto.Uint64(2), Data: data}
 	}
-	e.apply(cc(1), cc(2), e.entry(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: 1}}), cc2(3))
+	e.apply(cc(1), cc(2), e.entry(&pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}}), cc2(3))
 	got := e.a.Applied()
 	if !proto.Equal(got.ConfState, &raftpb.ConfState{Voters: []uint64{1, 2, 3}}) || got.Index != 4 || got.Term != 2 {
 		t.Fatalf("Applied = %+v", got)
 	}
 	if r := e.res[1]; r.Err != ErrUnsupportedRequest {
-		t.Fatalf("lease grant answered %+v, want ErrUnsupportedRequest", r)
+		t.Fatalf("auth enable answered %+v, want ErrUnsupportedRequest", r)
 	}
 	if rev, _ := e.a.Rev(); rev != 1 {
 		t.Fatalf("revision %d after no writes, want 1", rev)

@@ -53,7 +53,8 @@
 //
 // and values of h/ are the byte 'p' followed by the same encoding, or the
 // single byte 't' for a tombstone. Values of r/ are 'p' or 't' followed by
-// the key. Prefixes l/ and a/ are reserved for leases and auth.
+// the key. Leases live under l/ (lease.go): l/r/<id> their TTLs, l/k/<id><key>
+// the keys attached to each; a/ is reserved for auth.
 //
 // Invariants, after every committed batch:
 //   - k/<key> exists iff the newest h/ version of key is a put, and holds
@@ -64,6 +65,7 @@
 //   - m/rev's current revision is the main revision of the newest write
 //     (or 1 in a store never written), and m/applied is the index of the
 //     last entry whose effects the other keys hold.
+//   - l/k/<id><key> exists iff k/<key> exists and carries lease id.
 //
 // Reads at the current revision scan k/ and never touch history. A read at
 // an older revision R seeks, for each key in its range, straight to the

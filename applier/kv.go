@@ -31,8 +31,9 @@ type txnCtx struct {
 	compacted int64
 	// changes counts the txn's writes; the next write's sub-revision.
 	changes int64
-	// leaseExists reports whether a lease may be attached to a key.
-	leaseExists func(id int64) bool
+	// leaseOverride, when set, answers Put's lease check instead of the
+	// lease table (Config.LeaseExists).
+	leaseOverride func(id int64) bool
 	// kbuf and vbuf are scratch space for engine keys and values; the
 	// engine copies what it is given.
 	kbuf, vbuf []byte
@@ -215,8 +216,14 @@ func (s kvSorter) Swap(i, j int)      { s.kvs[i], s.kvs[j] = s.kvs[j], s.kvs[i] 
 // txn began with: the lease must exist, and ignore_value/ignore_lease need
 // the key to exist.
 func (t *txnCtx) checkPut(p *pb.PutRequest) error {
-	if p.Lease != 0 && (t.leaseExists == nil || !t.leaseExists(p.Lease)) {
-		return rpctypes.ErrGRPCLeaseNotFound
+	if p.Lease != 0 {
+		ok, err := t.leaseExists(p.Lease)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return rpctypes.ErrGRPCLeaseNotFound
+		}
 	}
 	if p.IgnoreValue || p.IgnoreLease {
 		_, _, found, err := getLatest(t.r, p.Key, t.kbuf)
@@ -257,6 +264,17 @@ func (t *txnCtx) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 	if err := t.writePut(p.Key, m, value); err != nil {
 		return nil, err
 	}
+	// Keep the lease attachment index in step with the key's lease.
+	if found && prev.lease != 0 && prev.lease != lease {
+		if err := t.detach(prev.lease, p.Key); err != nil {
+			return nil, err
+		}
+	}
+	if lease != 0 && (!found || prev.lease != lease) {
+		if err := t.attach(lease, p.Key); err != nil {
+			return nil, err
+		}
+	}
 	return resp, nil
 }
 
@@ -278,10 +296,16 @@ func (t *txnCtx) writePut(key []byte, m kvMeta, value []byte) error {
 	return t.writeRevision(m.mod, sub, kindPut, key)
 }
 
-// writeTombstone records the deletion of key at revision beginRev+1.
-func (t *txnCtx) writeTombstone(key []byte) error {
+// writeTombstone records the deletion of key, which carried lease (0 for
+// none), at revision beginRev+1.
+func (t *txnCtx) writeTombstone(key []byte, lease int64) error {
 	rev, sub := t.beginRev+1, t.changes
 	t.changes++
+	if lease != 0 {
+		if err := t.detach(lease, key); err != nil {
+			return err
+		}
+	}
 	t.kbuf = latestKey(t.kbuf[:0], key)
 	if err := t.w.Delete(t.kbuf); err != nil {
 		return err
@@ -308,8 +332,10 @@ func (t *txnCtx) writeRevision(main, sub int64, kind byte, key []byte) error {
 func (t *txnCtx) deleteRange(dr *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	resp := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{}}
 	var keys [][]byte
+	var leases []int64
 	err := visitLatest(t.r, spanOf(dr.Key, dr.RangeEnd), func(key []byte, m kvMeta, value []byte) (bool, error) {
 		keys = append(keys, append([]byte(nil), key...))
+		leases = append(leases, m.lease)
 		if dr.PrevKv {
 			resp.PrevKvs = append(resp.PrevKvs, newKeyValue(key, m, value))
 		}
@@ -318,8 +344,8 @@ func (t *txnCtx) deleteRange(dr *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range keys {
-		if err := t.writeTombstone(k); err != nil {
+	for i, k := range keys {
+		if err := t.writeTombstone(k, leases[i]); err != nil {
 			return nil, err
 		}
 	}
