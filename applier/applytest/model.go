@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -46,11 +47,9 @@ type ModelCheckConfig struct {
 	Keys []string
 }
 
-// Leases 7 and 9 exist; 8 does not.
-var (
-	testLeases      = []int64{7, 8, 9}
-	testLeaseExists = func(id int64) bool { return id == 7 || id == 9 }
-)
+// The lease IDs requests use; which exist is up to the LeaseGrant and
+// LeaseRevoke requests the generator mixes in.
+var testLeases = []int64{7, 8, 9}
 
 // RunModelCheck drives an Applier on the configured engine with a random
 // request sequence and compares every response (with proto.Equal) and
@@ -76,13 +75,12 @@ func RunModelCheck(t testing.TB, cfg ModelCheckConfig) {
 		cfg:      cfg,
 		rng:      rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5eed)),
 		model:    kvmodel.New(),
-		gen:      kvmodel.NewGenerator(cfg.Seed, kvmodel.GenOptions{MaxTxnOps: cfg.MaxTxnOps, Keys: cfg.Keys, Leases: testLeases}),
+		gen:      kvmodel.NewGenerator(cfg.Seed, kvmodel.GenOptions{MaxTxnOps: cfg.MaxTxnOps, Keys: cfg.Keys, Leases: testLeases, LeasePercent: 8}),
 		fs:       cfg.FS,
 		expected: map[uint64]want{},
 		term:     1,
 	}
 	h.model.MaxTxnOps = cfg.MaxTxnOps
-	h.model.LeaseExists = testLeaseExists
 	h.open()
 	defer h.close()
 	for i := 1; i <= cfg.Ops; i++ {
@@ -175,7 +173,6 @@ func (h *harness) open() {
 	app, err := applier.New(applier.Config{
 		Engine:          eng,
 		ApplyConfChange: confStateOf,
-		LeaseExists:     testLeaseExists,
 		Notify: func(id uint64, res applier.Result) {
 			if _, dup := h.got[id]; dup {
 				h.t.Fatalf("request %d notified twice", id)
@@ -480,5 +477,38 @@ func (h *harness) compareStates(what string) {
 		resp, err := h.app.Range(r)
 		h.check(fmt.Sprintf("%s: whole state at revision %d", what, rev),
 			want{resp: wresp, err: werr, req: &pb.InternalRaftRequest{Range: r}}, resp, err)
+	}
+	h.compareLeases(what)
+}
+
+// compareLeases compares the lease tables and, for every lease, the keys
+// attached to it (the model derives them from the live keys; the applier
+// keeps an index).
+func (h *harness) compareLeases(what string) {
+	h.t.Helper()
+	got, err := h.app.Leases()
+	if err != nil {
+		h.t.Fatalf("%s: Leases: %v", what, err)
+	}
+	want := h.model.Leases()
+	if len(got) != len(want) {
+		h.t.Fatalf("%s: %d leases, model has %d: %+v vs %+v", what, len(got), len(want), got, want)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.ID != w.ID || g.TTL != w.TTL || g.RemainingTTL != w.RemainingTTL {
+			h.t.Fatalf("%s: lease %+v, model has %+v", what, g, w)
+		}
+		info, ok, err := h.app.Lease(w.ID, true)
+		if err != nil || !ok {
+			h.t.Fatalf("%s: Lease(%d) = %v, %v", what, w.ID, ok, err)
+		}
+		var keys []string
+		for _, k := range info.Keys {
+			keys = append(keys, string(k))
+		}
+		if wk := h.model.LeaseKeys(w.ID); !slices.Equal(keys, wk) {
+			h.t.Fatalf("%s: lease %d keys %q, model has %q", what, w.ID, keys, wk)
+		}
 	}
 }

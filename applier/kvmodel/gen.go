@@ -38,6 +38,9 @@ type GenOptions struct {
 	// CompactPercent is the share of Compact requests; 0 means 1. A
 	// negative value means none.
 	CompactPercent int
+	// LeasePercent is the share of LeaseGrant, LeaseRevoke and
+	// LeaseCheckpoint requests on the IDs of Leases; 0 means none.
+	LeasePercent int
 }
 
 // Generator produces a reproducible random sequence of KV requests for a
@@ -81,6 +84,9 @@ func NewGenerator(seed int64, o GenOptions) *Generator {
 func (g *Generator) Next(rev, compacted int64) *pb.InternalRaftRequest {
 	g.rev, g.comp = rev, compacted
 	g.invalid = g.o.InvalidPercent > 0 && g.pct(g.o.InvalidPercent)
+	if g.o.LeasePercent > 0 && g.pct(g.o.LeasePercent) {
+		return g.leaseReq()
+	}
 	switch n := g.rng.IntN(100); {
 	case g.o.CompactPercent > 0 && n < g.o.CompactPercent:
 		return &pb.InternalRaftRequest{Compaction: &pb.CompactionRequest{Revision: g.revision(true)}}
@@ -320,4 +326,31 @@ func (g *Generator) ops(depth, budget, width int) []*pb.RequestOp {
 		ops = append(ops, op)
 	}
 	return ops
+}
+
+// leaseReq is a grant, revoke or checkpoint of one of the lease IDs (an
+// invalid one asks for ID 0 or a TTL above etcd's maximum).
+func (g *Generator) leaseReq() *pb.InternalRaftRequest {
+	id := g.o.Leases[g.rng.IntN(len(g.o.Leases))]
+	switch n := g.rng.IntN(10); {
+	case n < 5:
+		ttl := 1 + g.rng.Int64N(100)
+		if g.invalid {
+			if g.pct(50) {
+				id = 0
+			} else {
+				ttl = maxLeaseTTL + 1
+			}
+		}
+		return &pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: id, TTL: ttl}}
+	case n < 8:
+		return &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}
+	default:
+		c := &pb.LeaseCheckpointRequest{}
+		for range 1 + g.rng.IntN(2) {
+			c.Checkpoints = append(c.Checkpoints, &pb.LeaseCheckpoint{
+				ID: g.o.Leases[g.rng.IntN(len(g.o.Leases))], Remaining_TTL: g.rng.Int64N(50)})
+		}
+		return &pb.InternalRaftRequest{LeaseCheckpoint: c}
+	}
 }

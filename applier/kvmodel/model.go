@@ -22,11 +22,13 @@ const DefaultMaxTxnOps = 128
 type Model struct {
 	// MaxTxnOps is the op budget of a txn (etcd's --max-txn-ops).
 	MaxTxnOps int
-	// LeaseExists reports whether a lease exists; nil: none does.
+	// LeaseExists, when set, answers a Put's lease check in place of the
+	// lease table (which LeaseGrant and LeaseRevoke keep).
 	LeaseExists func(id int64) bool
 
 	rev       int64 // current revision
 	compacted int64 // -1 until the first compaction
+	leases    map[int64]*Lease
 	keys      []string
 	versions  map[string][]version // per key, in revision order
 }
@@ -47,7 +49,7 @@ func New() *Model {
 func (m *Model) Rev() (current, compacted int64) { return m.rev, m.compacted }
 
 // Apply executes one request: exactly one of r's Range, Put, DeleteRange,
-// Txn or Compaction must be set. It returns the response (with a header
+// Txn, Compaction, LeaseGrant, LeaseRevoke or LeaseCheckpoint must be set. It returns the response (with a header
 // holding only the revision) or the error etcd would send.
 func (m *Model) Apply(r *pb.InternalRaftRequest) (proto.Message, error) {
 	if err := Check(r, m.MaxTxnOps); err != nil {
@@ -80,6 +82,12 @@ func (m *Model) Apply(r *pb.InternalRaftRequest) (proto.Message, error) {
 		}
 	case r.Compaction != nil:
 		resp, err = m.compact(r.Compaction.Revision)
+	case r.LeaseGrant != nil:
+		resp, err = m.leaseGrant(r.LeaseGrant)
+	case r.LeaseRevoke != nil:
+		resp, err = m.leaseRevoke(r.LeaseRevoke)
+	case r.LeaseCheckpoint != nil:
+		resp = m.leaseCheckpoint(r.LeaseCheckpoint)
 	default:
 		err = ErrUnsupported
 	}
@@ -277,7 +285,7 @@ func (s *byField) Less(i, j int) bool { return s.less(s.kvs[i], s.kvs[j]) }
 func (s *byField) Swap(i, j int)      { s.kvs[i], s.kvs[j] = s.kvs[j], s.kvs[i] }
 
 func (t *txn) checkPut(p *pb.PutRequest) error {
-	if p.Lease != 0 && (t.m.LeaseExists == nil || !t.m.LeaseExists(p.Lease)) {
+	if p.Lease != 0 && !t.m.leaseExists(p.Lease) {
 		return rpctypes.ErrGRPCLeaseNotFound
 	}
 	if (p.IgnoreValue || p.IgnoreLease) && t.m.get(string(p.Key), t.rev()) == nil {
