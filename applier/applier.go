@@ -41,6 +41,15 @@ type Config struct {
 	// replicated lease table (tests that model a fixed set of leases
 	// without granting them). It must be deterministic.
 	LeaseExists func(id int64) bool
+	// OnLease, when set, hears the effect of every applied lease request
+	// (grants, revokes, checkpoints; for a checkpoint of an unknown lease
+	// too), in order, once its batch is committed; OnRestore hears the
+	// whole lease table after a restore. Both run with the applier's
+	// write lock held, so they are never interleaved with each other: the
+	// leader's lessor stays exactly in step with the table. They must be
+	// quick and must not call back into the Applier.
+	OnLease   func(LeaseEvent)
+	OnRestore func(leases []LeaseInfo)
 	// CompactionChunk bounds the history versions one physical compaction
 	// step examines while it holds up writers. 0: 1024.
 	CompactionChunk int
@@ -221,6 +230,7 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 	b := a.eng.NewBatch()
 	defer b.Close()
 	var notes []notification
+	var leaseEvs []LeaseEvent
 	for _, e := range ents {
 		idx := e.GetIndex()
 		if idx <= st.index {
@@ -241,6 +251,9 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 					return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
 				}
 				notes = append(notes, notification{id: r.GetID(), res: res})
+				if res.Err == nil {
+					leaseEvs = append(leaseEvs, leaseEvents(r)...)
+				}
 			}
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
 			cc, err := decodeConfChange(e)
@@ -297,6 +310,11 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 	}
 	a.publishLocked(&st)
 	a.mu.Unlock()
+	if a.cfg.OnLease != nil {
+		for _, ev := range leaseEvs {
+			a.cfg.OnLease(ev)
+		}
+	}
 	if st.compacted > st.phys.done {
 		a.compactor.kick()
 	}

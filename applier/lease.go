@@ -224,7 +224,12 @@ func (a *Applier) Leases() ([]LeaseInfo, error) {
 		return nil, err
 	}
 	defer snap.Close()
-	it, err := snap.NewIter(prefixLeaseRecord, prefixEnd(prefixLeaseRecord))
+	return leasesIn(snap)
+}
+
+// leasesIn reads the lease table from r, in ID order.
+func leasesIn(r Reader) ([]LeaseInfo, error) {
+	it, err := r.NewIter(prefixLeaseRecord, prefixEnd(prefixLeaseRecord))
 	if err != nil {
 		return nil, err
 	}
@@ -242,4 +247,39 @@ func (a *Applier) Leases() ([]LeaseInfo, error) {
 		out = append(out, LeaseInfo{ID: int64(binary.BigEndian.Uint64(k[len(prefixLeaseRecord):])), TTL: l.ttl, RemainingTTL: l.remaining})
 	}
 	return out, it.Error()
+}
+
+// LeaseEventKind says what an applied lease request did.
+type LeaseEventKind int
+
+const (
+	LeaseGranted LeaseEventKind = iota + 1
+	LeaseRevoked
+	LeaseCheckpointed
+)
+
+// LeaseEvent is a lease request's effect, for Config.OnLease.
+type LeaseEvent struct {
+	Kind LeaseEventKind
+	ID   int64
+	// TTL is a grant's TTL; Remaining a checkpoint's remaining TTL.
+	TTL, Remaining int64
+}
+
+// leaseEvents returns the effects of the lease request r, which applied
+// without error.
+func leaseEvents(r *pb.InternalRaftRequest) []LeaseEvent {
+	switch {
+	case r.LeaseGrant != nil:
+		return []LeaseEvent{{Kind: LeaseGranted, ID: r.LeaseGrant.ID, TTL: r.LeaseGrant.TTL}}
+	case r.LeaseRevoke != nil:
+		return []LeaseEvent{{Kind: LeaseRevoked, ID: r.LeaseRevoke.ID}}
+	case r.LeaseCheckpoint != nil:
+		var evs []LeaseEvent
+		for _, c := range r.LeaseCheckpoint.GetCheckpoints() {
+			evs = append(evs, LeaseEvent{Kind: LeaseCheckpointed, ID: c.GetID(), Remaining: max(c.GetRemaining_TTL(), 0)})
+		}
+		return evs
+	}
+	return nil
 }

@@ -164,3 +164,39 @@ func TestLeaseCheckpoint(t *testing.T) {
 		t.Fatal("a checkpoint created lease 99")
 	}
 }
+
+func TestLeaseEventsFollowTheTable(t *testing.T) {
+	var evs []LeaseEvent
+	var restored []LeaseInfo
+	e := newTestEnv(t, Config{
+		OnLease:   func(ev LeaseEvent) { evs = append(evs, ev) },
+		OnRestore: func(ls []LeaseInfo) { restored = ls },
+	})
+	e.applyOne(grant(5, 30))
+	e.applyOne(grant(5, 30)) // refused: no event
+	e.applyOne(putLease("k", "v", 5))
+	e.applyOne(&pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{Checkpoints: []*pb.LeaseCheckpoint{{ID: 5, Remaining_TTL: 9}}}})
+	e.applyOne(revoke(5))
+	e.applyOne(revoke(5)) // refused: no event
+	want := []LeaseEvent{
+		{Kind: LeaseGranted, ID: 5, TTL: 30},
+		{Kind: LeaseCheckpointed, ID: 5, Remaining: 9},
+		{Kind: LeaseRevoked, ID: 5},
+	}
+	if !slices.Equal(evs, want) {
+		t.Fatalf("events %+v, want %+v", evs, want)
+	}
+
+	// A restore reports the table it installed.
+	src := newTestEnv(t, Config{})
+	src.applyOne(grant(3, 10))
+	src.applyOne(grant(4, 20))
+	src.applyOne(put("x", "1"))
+	// (The snapshot index only has to be above e's applied index.)
+	if err := e.a.Restore(e.a.Applied().Index+1, copyState(t, src.eng)); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if len(restored) != 2 || restored[0].ID != 3 || restored[1].TTL != 20 {
+		t.Fatalf("OnRestore got %+v", restored)
+	}
+}

@@ -64,6 +64,15 @@ func (a *Applier) Restore(index uint64, install func(Engine) error) error {
 	a.mu.removed = removed
 	a.publishLocked(&st)
 	a.mu.Unlock()
+	if a.cfg.OnRestore != nil {
+		ls := a.eng.NewSnapshot()
+		leases, err := leasesIn(ls)
+		ls.Close()
+		if err != nil {
+			return fmt.Errorf("applier: restore: leases: %w", err)
+		}
+		a.cfg.OnRestore(leases)
+	}
 	a.lg.Info("restored state machine from a snapshot",
 		zap.Uint64("applied-index", st.index), zap.Uint64("applied-term", st.term),
 		zap.Int64("revision", st.rev), zap.Int64("compacted-revision", st.compacted))
