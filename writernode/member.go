@@ -21,6 +21,7 @@ import (
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
 	"github.com/stratakv/strata/internal/clock"
+	"github.com/stratakv/strata/internal/lessor"
 	"github.com/stratakv/strata/internal/transport"
 	"github.com/stratakv/strata/pipeline"
 	"github.com/stratakv/strata/proposer"
@@ -77,6 +78,9 @@ type Member struct {
 	node *pipeline.Node
 	prop *proposer.Proposer
 	grpc *grpc.Server
+	// lessor follows the applied lease table; the leader's expires leases
+	// (leases.go).
+	lessor *lessor.Lessor
 
 	peers    *transport.GRPCTransport
 	peerGRPC *grpc.Server
@@ -102,6 +106,9 @@ type Member struct {
 	// Only the apply goroutine touches it.
 	lastRelease uint64
 
+	// bg runs the member's own goroutines (the lease goroutine).
+	bg sync.WaitGroup
+
 	stopOnce sync.Once
 }
 
@@ -119,7 +126,8 @@ func Start(cfg Config) (*Member, error) {
 	if cfg.SnapshotCount == 0 {
 		cfg.SnapshotCount = 10000
 	}
-	m := &Member{cfg: cfg, lg: lg, ready: make(chan struct{}), stop: make(chan struct{})}
+	m := &Member{cfg: cfg, lg: lg, ready: make(chan struct{}), stop: make(chan struct{}),
+		lessor: lessor.New(lessor.Config{Clock: cfg.Clock})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -133,6 +141,11 @@ func Start(cfg Config) (*Member, error) {
 	if err != nil {
 		return nil, err
 	}
+	leases, err := m.app.Leases()
+	if err != nil {
+		return nil, err
+	}
+	m.lessor.Load(leaseStates(leases))
 	m.prop = proposer.New(proposer.Config{
 		Raft:            (*raftProxy)(m),
 		MemberID:        m.id.MemberID,
@@ -176,6 +189,7 @@ func Start(cfg Config) (*Member, error) {
 		MaxRequestBytes: cfg.MaxRequestBytes,
 	})
 	go m.waitReady()
+	m.bg.Go(m.runLeases)
 	ok = true
 	return m, nil
 }
@@ -214,6 +228,8 @@ func (m *Member) openStorage() error {
 		Logger:          m.lg.Named("applier"),
 		ApplyConfChange: m.applyConfChange,
 		Notify:          func(id uint64, res applier.Result) { m.prop.Notify(id, res) },
+		OnLease:         m.onLease,
+		OnRestore:       m.onRestore,
 	})
 	if err != nil {
 		return fmt.Errorf("open state machine: %w", err)
@@ -483,6 +499,7 @@ func (m *Member) Stop() {
 		cancel()
 		m.prop.Stop()
 		m.node.Stop()
+		m.bg.Wait()
 		m.peerGRPC.Stop()
 		m.peers.Close()
 		(*snapshotSource)(m).releasePinned()

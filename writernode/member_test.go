@@ -13,6 +13,7 @@ import (
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
+	"github.com/stratakv/strata/internal/lessor"
 )
 
 func testConfig(dir string) Config {
@@ -166,5 +167,62 @@ func TestStopDuringReads(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Errorf("unexpected error while stopping: %v", err)
+	}
+}
+
+// TestLeaderExpiresLeases: a lease nobody keeps alive is revoked by the
+// leader through a raft entry, taking its keys with it; a kept-alive one
+// survives.
+func TestLeaderExpiresLeases(t *testing.T) {
+	m := startMember(t, testConfig(t.TempDir()))
+	defer m.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	propose := func(r *pb.InternalRaftRequest) applier.Result {
+		t.Helper()
+		res, err := (*backend)(m).Propose(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for _, id := range []int64{42, 43} {
+		if res := propose(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: id, TTL: 1}}); res.Err != nil {
+			t.Fatalf("grant %d: %v", id, res.Err)
+		}
+		if res := propose(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: fmt.Appendf(nil, "k%d", id), Value: []byte("v"), Lease: id}}); res.Err != nil {
+			t.Fatalf("put with lease %d: %v", id, res.Err)
+		}
+	}
+	// Keep 43 alive while 42 runs out; the bound only turns a hang into
+	// a failure.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := m.lessor.Renew(43); err != nil && !errors.Is(err, lessor.ErrNotPrimary) {
+			t.Fatalf("renew 43: %v", err)
+		}
+		if _, found, err := m.app.Lease(42, false); err != nil {
+			t.Fatal(err)
+		} else if !found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("lease 42 never expired")
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(50 * time.Millisecond): // pace the keep-alives
+		}
+	}
+	r, err := m.app.Range(&pb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Kvs) != 1 || string(r.Kvs[0].Key) != "k43" {
+		t.Fatalf("keys after lease 42 expired: %v", r.Kvs)
+	}
+	if _, found, _ := m.app.Lease(43, false); !found {
+		t.Fatal("the kept-alive lease 43 was revoked")
 	}
 }
