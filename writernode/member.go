@@ -81,6 +81,9 @@ type Member struct {
 	// lessor follows the applied lease table; the leader's expires leases
 	// (leases.go).
 	lessor *lessor.Lessor
+	// leaderConns reaches the leader's client URL for forwarded lease
+	// calls (leaseapi.go).
+	leaderConns leaderConns
 
 	peers    *transport.GRPCTransport
 	peerGRPC *grpc.Server
@@ -184,6 +187,7 @@ func Start(cfg Config) (*Member, error) {
 		Membership:      (*backend)(m),
 		Leader:          (*backend)(m),
 		Mover:           (*backend)(m),
+		Leases:          (*backend)(m),
 		Versions:        cfg.Versions,
 		Limits:          api.Limits{MaxTxnOps: cfg.MaxTxnOps, MaxRequestBytes: cfg.MaxRequestBytes},
 		MaxRequestBytes: cfg.MaxRequestBytes,
@@ -505,6 +509,7 @@ func (m *Member) Stop() {
 		(*snapshotSource)(m).releasePinned()
 		m.app.Close()
 		m.grpc.Stop()
+		m.leaderConns.close()
 		if err := m.eng.Sync(); err != nil {
 			m.lg.Warn("sync state machine on stop", zap.Error(err))
 		}

@@ -41,9 +41,12 @@ type Membership interface {
 // ForwardedMetadata marks a request one member forwarded to another.
 const ForwardedMetadata = "strata-forwarded"
 
-func forwarded(ctx context.Context) bool {
-	md, _ := metadata.FromIncomingContext(ctx)
-	return len(md.Get(ForwardedMetadata)) > 0
+func forwarded(ctx context.Context) bool { return Forwarded(ctx) }
+
+// Forwarded reports whether the request of ctx was forwarded by another
+// member (it carries ForwardedMetadata).
+func Forwarded(ctx context.Context) bool {
+	return len(metadata.ValueFromIncomingContext(ctx, ForwardedMetadata)) > 0
 }
 
 // Cluster implements etcdserverpb.ClusterServer.

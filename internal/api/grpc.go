@@ -31,6 +31,7 @@ type ServerConfig struct {
 	Membership      Membership
 	Leader          LeaderSource
 	Mover           LeaderMover
+	Leases          Leases
 	Versions        Versions
 	Limits          Limits
 	MaxRequestBytes int
@@ -53,6 +54,9 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 		grpc.ChainStreamInterceptor(ic.stream),
 	)
 	pb.RegisterKVServer(s, NewKV(cfg.Backend, cfg.Limits))
+	if cfg.Leases != nil {
+		pb.RegisterLeaseServer(s, NewLease(cfg.Backend, cfg.Leases))
+	}
 	pb.RegisterMaintenanceServer(s, NewMaintenance(cfg.Backend, cfg.Status, cfg.Mover, cfg.Versions))
 	pb.RegisterClusterServer(s, NewCluster(cfg.Backend, cfg.Membership))
 	hs := health.NewServer()

@@ -420,13 +420,11 @@ func TestClientV3MatchesEtcd(t *testing.T) {
 	runClientScript(t, clientScript())
 }
 
-// TestClientV3LeasesMatchEtcd is clientScript plus leases. strata's Lease
-// service arrives with the leases issue; until then only etcd-vs-etcd runs
-// it (STRATA_E2E_SUBJECT=etcd) to keep the script itself honest.
+// TestClientV3LeasesMatchEtcd is clientScript plus leases: grant (and a
+// duplicate grant), puts with the lease, ignore_lease, a lease compare,
+// revoke (and a second revoke), compared with etcd.
 func TestClientV3LeasesMatchEtcd(t *testing.T) {
-	if b := needSubject(t); b.SubjectName != "etcd" {
-		t.Skip("strata has no Lease service yet (issue 4); run with STRATA_E2E_SUBJECT=etcd to check the script")
-	}
+	needSubject(t)
 	runClientScript(t, clientLeaseScript())
 }
 

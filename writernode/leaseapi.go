@@ -1,0 +1,187 @@
+package writernode
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"sync"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/stratakv/strata/applier"
+	"github.com/stratakv/strata/internal/api"
+	"github.com/stratakv/strata/internal/lessor"
+)
+
+var _ api.Leases = (*backend)(nil)
+
+// MinLeaseTTL implements api.Leases.
+func (b *backend) MinLeaseTTL() int64 { return lessor.MinTTL((*Member)(b).electionTimeout()) }
+
+// Lease implements api.Leases.
+func (b *backend) Lease(id int64, withKeys bool) (applier.LeaseInfo, bool, error) {
+	return b.app.Lease(id, withKeys)
+}
+
+// LeaseList implements api.Leases.
+func (b *backend) LeaseList() ([]applier.LeaseInfo, error) { return b.app.Leases() }
+
+// leaderReady returns once this member, as leader, has applied everything
+// committed (so its lessor knows every granted lease, as etcd waits
+// before a renewal); errNotLeader when it is not the leader.
+func (b *backend) leaderReady(ctx context.Context) (bool, error) {
+	st := b.node.Status()
+	if !st.IsLeader {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.requestTimeout())
+	defer cancel()
+	if err := b.app.WaitApplied(ctx, st.Commit); err != nil {
+		return false, stoppedErr(err)
+	}
+	if !b.lessor.Primary() {
+		// Elected but not promoted yet (leases.go): the client retries.
+		return false, rpctypes.ErrGRPCNoLeader
+	}
+	return true, nil
+}
+
+// RenewLease implements api.Leases: on the leader its lessor renews; a
+// follower forwards the keep-alive to the leader's client URL.
+func (b *backend) RenewLease(ctx context.Context, id int64) (int64, error) {
+	leader, err := b.leaderReady(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if leader {
+		ttl, err := b.lessor.Renew(id)
+		switch {
+		case errors.Is(err, lessor.ErrLeaseNotFound):
+			return 0, api.ErrLeaseNotFound
+		case errors.Is(err, lessor.ErrNotPrimary):
+			return 0, rpctypes.ErrGRPCNoLeader
+		}
+		return ttl, err
+	}
+	if api.Forwarded(ctx) {
+		return 0, rpctypes.ErrGRPCNotLeader // forwarded to a member that lost leadership meanwhile
+	}
+	c, err := b.leaderConn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.requestTimeout())
+	defer cancel()
+	stream, err := pb.NewLeaseClient(c).LeaseKeepAlive(forwardCtx(ctx, b.id.MemberID))
+	if err != nil {
+		return 0, err
+	}
+	if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: id}); err != nil {
+		return 0, err
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return 0, err
+	}
+	_ = stream.CloseSend()
+	if resp.TTL <= 0 {
+		return 0, api.ErrLeaseNotFound
+	}
+	return resp.TTL, nil
+}
+
+// LeaseTimeToLive implements api.Leases, forwarding like RenewLease.
+func (b *backend) LeaseTimeToLive(ctx context.Context, id int64) (remaining, granted int64, found bool, err error) {
+	leader, err := b.leaderReady(ctx)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if leader {
+		remaining, granted, found = b.lessor.TimeToLive(id)
+		return remaining, granted, found, nil
+	}
+	if api.Forwarded(ctx) {
+		return 0, 0, false, rpctypes.ErrGRPCNotLeader
+	}
+	c, err := b.leaderConn(ctx)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.requestTimeout())
+	defer cancel()
+	resp, err := pb.NewLeaseClient(c).LeaseTimeToLive(forwardCtx(ctx, b.id.MemberID), &pb.LeaseTimeToLiveRequest{ID: id})
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if resp.TTL == -1 {
+		return 0, 0, false, nil
+	}
+	return resp.TTL, resp.GrantedTTL, true, nil
+}
+
+func forwardCtx(ctx context.Context, self uint64) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, api.ForwardedMetadata, idString(self))
+}
+
+// leaderConns caches one client connection to the leader's client URL.
+type leaderConns struct {
+	mu   sync.Mutex
+	id   uint64
+	conn *grpc.ClientConn
+}
+
+func (l *leaderConns) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn != nil {
+		l.conn.Close()
+		l.conn, l.id = nil, 0
+	}
+}
+
+// leaderConn returns a connection to the current leader's client URL.
+func (b *backend) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
+	lead := b.node.Status().Lead
+	if lead == 0 {
+		return nil, rpctypes.ErrGRPCNoLeader
+	}
+	lc := &b.leaderConns
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.conn != nil && lc.id == lead {
+		return lc.conn, nil
+	}
+	members, err := b.app.Members()
+	if err != nil {
+		return nil, err
+	}
+	var target string
+	for _, m := range members {
+		if m.ID == lead && len(m.ClientURLs) > 0 {
+			u, err := url.Parse(m.ClientURLs[0])
+			if err != nil {
+				return nil, err
+			}
+			target = u.Host
+			if u.Scheme == "unix" || u.Scheme == "unixs" {
+				target = "unix://" + u.Host + u.Path
+			}
+		}
+	}
+	if target == "" {
+		return nil, rpctypes.ErrGRPCNoLeader // the leader has not published its client URLs yet
+	}
+	c, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	if lc.conn != nil {
+		lc.conn.Close()
+	}
+	lc.conn, lc.id = c, lead
+	return c, nil
+}
