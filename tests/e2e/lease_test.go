@@ -11,8 +11,9 @@ import (
 // TestLeasesExpireAndSurviveLeaderKill runs leases on a real three-member
 // strata through followers: a grant below the minimum TTL is raised to it;
 // a lease nobody keeps alive expires (its key is deleted by the leader's
-// revoke); a lease kept alive through a follower survives, also across a
-// kill -9 of the leader; TimeToLive and Leases answer from any member.
+// revoke), also when it was granted under a leader that is then killed; a
+// lease kept alive through a follower survives a kill -9 of the leader;
+// TimeToLive and Leases answer from any member.
 func TestLeasesExpireAndSurviveLeaderKill(t *testing.T) {
 	b := needSubject(t)
 	if b.SubjectName != "strata" {
@@ -91,6 +92,16 @@ func TestLeasesExpireAndSurviveLeaderKill(t *testing.T) {
 		t.Fatalf("Leases: %+v %v", ls, err)
 	}
 
+	// A lease granted under the old leader and never renewed must still
+	// expire under the new one.
+	orphan, err := clients[f1].Grant(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clients[f1].Put(ctx, "orphan", "v", clientv3.WithLease(orphan.ID)); err != nil {
+		t.Fatal(err)
+	}
+
 	// Kill the leader: the kept lease stays alive through the new one.
 	ms[leader].Kill()
 	deadline := time.Now().Add(20 * time.Second)
@@ -120,6 +131,7 @@ func TestLeasesExpireAndSurviveLeaderKill(t *testing.T) {
 			t.Fatalf("no renewal %d after the leader kill", i)
 		}
 	}
+	waitGone("orphan", 20*time.Second)
 	r, err := clients[f1].Get(ctx, "kept")
 	if err != nil || r.Count != 1 {
 		t.Fatalf("kept key after the leader kill: %v %v", r, err)
