@@ -43,11 +43,12 @@ type Config struct {
 	LeaseExists func(id int64) bool
 	// OnLease, when set, hears the effect of every applied lease request
 	// (grants, revokes, checkpoints; for a checkpoint of an unknown lease
-	// too), in order, once its batch is committed; OnRestore hears the
-	// whole lease table after a restore. Both run with the applier's
-	// write lock held, so they are never interleaved with each other: the
-	// leader's lessor stays exactly in step with the table. They must be
-	// quick and must not call back into the Applier.
+	// too), in order, once its batch is committed and before its index is
+	// published to WaitApplied; OnRestore hears the whole lease table after
+	// a restore, likewise. Both run with the applier's write lock held, so
+	// they are never interleaved with each other: the leader's lessor stays
+	// exactly in step with the table. They must be quick and must not call
+	// back into the Applier.
 	OnLease   func(LeaseEvent)
 	OnRestore func(leases []LeaseInfo)
 	// CompactionChunk bounds the history versions one physical compaction
@@ -304,17 +305,19 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 		return nil, fmt.Errorf("applier: commit: %w", err)
 	}
 	a.st = st
+	// Lease hooks before publishing: whoever waits for this index (a
+	// renewal on the leader) must find the lessor up to date.
+	if a.cfg.OnLease != nil {
+		for _, ev := range leaseEvs {
+			a.cfg.OnLease(ev)
+		}
+	}
 	a.mu.Lock()
 	for _, id := range removed {
 		a.mu.removed[id] = true
 	}
 	a.publishLocked(&st)
 	a.mu.Unlock()
-	if a.cfg.OnLease != nil {
-		for _, ev := range leaseEvs {
-			a.cfg.OnLease(ev)
-		}
-	}
 	if st.compacted > st.phys.done {
 		a.compactor.kick()
 	}

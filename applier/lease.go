@@ -1,9 +1,12 @@
 package applier
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -173,10 +176,7 @@ func (t *txnCtx) leaseCheckpoint(r *pb.LeaseCheckpointRequest) (*pb.LeaseCheckpo
 // index's order).
 func leaseKeys(r Reader, id int64) ([][]byte, error) {
 	lo := leaseKeysPrefix(nil, id)
-	hi := leaseKeysPrefix(nil, id+1)
-	if id == 1<<63-1 {
-		hi = prefixEnd(prefixLeaseKey)
-	}
+	hi := upperBound(lo)
 	it, err := r.NewIter(lo, hi)
 	if err != nil {
 		return nil, err
@@ -187,6 +187,18 @@ func leaseKeys(r Reader, id int64) ([][]byte, error) {
 		keys = append(keys, append([]byte(nil), it.Key()[len(lo):]...))
 	}
 	return keys, it.Error()
+}
+
+// upperBound returns the smallest key above every key with prefix p, which
+// may end in 0xFF bytes (a lease ID's do): they are dropped and the byte
+// before them incremented.
+func upperBound(p []byte) []byte {
+	end := bytes.Clone(p)
+	for len(end) > 0 && end[len(end)-1] == 0xFF {
+		end = end[:len(end)-1]
+	}
+	end[len(end)-1]++ // p starts with "l/k/": never all 0xFF
+	return end
 }
 
 // LeaseInfo is a lease as the state machine holds it.
@@ -246,6 +258,8 @@ func leasesIn(r Reader) ([]LeaseInfo, error) {
 		}
 		out = append(out, LeaseInfo{ID: int64(binary.BigEndian.Uint64(k[len(prefixLeaseRecord):])), TTL: l.ttl, RemainingTTL: l.remaining})
 	}
+	// Keys order IDs as unsigned: negative IDs come last. Sort by value.
+	slices.SortFunc(out, func(a, b LeaseInfo) int { return cmp.Compare(a.ID, b.ID) })
 	return out, it.Error()
 }
 

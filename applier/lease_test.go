@@ -200,3 +200,44 @@ func TestLeaseEventsFollowTheTable(t *testing.T) {
 		t.Fatalf("OnRestore got %+v", restored)
 	}
 }
+
+// TestLeaseExtremeIDs: the attachment index bounds one lease's keys for
+// every ID, negative ones and the largest included (their encodings end in
+// 0xFF bytes or sort after the positive IDs).
+func TestLeaseExtremeIDs(t *testing.T) {
+	e := newTestEnv(t, Config{})
+	const maxID = int64(1<<63 - 1)
+	ids := map[int64]string{-1: "neg1", -5: "neg5", maxID: "max", 1: "one"}
+	for id, key := range ids {
+		if r := e.applyOne(grant(id, 30)); r.Err != nil {
+			t.Fatalf("grant %d: %v", id, r.Err)
+		}
+		e.applyOne(putLease(key, "v", id))
+	}
+	for id, key := range ids {
+		if got := e.leaseKeys(id); !slices.Equal(got, []string{key}) {
+			t.Fatalf("lease %d keys %q, want [%s]", id, got, key)
+		}
+	}
+	ls, _ := e.a.Leases()
+	var order []int64
+	for _, l := range ls {
+		order = append(order, l.ID)
+	}
+	if !slices.Equal(order, []int64{-5, -1, 1, maxID}) {
+		t.Fatalf("Leases order %v", order)
+	}
+	for _, id := range []int64{maxID, -1} {
+		if r := e.applyOne(revoke(id)); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	got, _ := e.a.Range(&pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}})
+	var live []string
+	for _, kv := range got.Kvs {
+		live = append(live, string(kv.Key))
+	}
+	if !slices.Equal(live, []string{"neg5", "one"}) {
+		t.Fatalf("live keys after revoking the extreme leases: %q", live)
+	}
+}

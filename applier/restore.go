@@ -60,10 +60,6 @@ func (a *Applier) Restore(index uint64, install func(Engine) error) error {
 		return fmt.Errorf("applier: restore: %w", err)
 	}
 	a.st = st
-	a.mu.Lock()
-	a.mu.removed = removed
-	a.publishLocked(&st)
-	a.mu.Unlock()
 	if a.cfg.OnRestore != nil {
 		ls := a.eng.NewSnapshot()
 		leases, err := leasesIn(ls)
@@ -73,6 +69,11 @@ func (a *Applier) Restore(index uint64, install func(Engine) error) error {
 		}
 		a.cfg.OnRestore(leases)
 	}
+	a.mu.Lock()
+	a.mu.removed = removed
+	a.publishLocked(&st)
+	a.mu.Unlock()
+
 	a.lg.Info("restored state machine from a snapshot",
 		zap.Uint64("applied-index", st.index), zap.Uint64("applied-term", st.term),
 		zap.Int64("revision", st.rev), zap.Int64("compacted-revision", st.compacted))

@@ -30,21 +30,23 @@ func (b *backend) Lease(id int64, withKeys bool) (applier.LeaseInfo, bool, error
 // LeaseList implements api.Leases.
 func (b *backend) LeaseList() ([]applier.LeaseInfo, error) { return b.app.Leases() }
 
-// leaderReady returns once this member, as leader, has applied everything
-// committed (so its lessor knows every granted lease, as etcd waits
-// before a renewal); errNotLeader when it is not the leader.
+// leaderReady reports whether this member is the leader and may renew: as
+// etcd does before a renewal, it confirms leadership with a quorum and
+// waits until everything committed is applied (so the lessor knows every
+// granted lease), and its lessor must be promoted in the current term.
 func (b *backend) leaderReady(ctx context.Context) (bool, error) {
+	if !b.node.Status().IsLeader {
+		return false, nil
+	}
+	if err := b.LinearizableBarrier(ctx); err != nil {
+		return false, err
+	}
 	st := b.node.Status()
 	if !st.IsLeader {
 		return false, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.requestTimeout())
-	defer cancel()
-	if err := b.app.WaitApplied(ctx, st.Commit); err != nil {
-		return false, stoppedErr(err)
-	}
-	if !b.lessor.Primary() {
-		// Elected but not promoted yet (leases.go): the client retries.
+	if !(*Member)(b).ensurePromoted(st.Term) {
+		// Leadership moved meanwhile: the client retries.
 		return false, rpctypes.ErrGRPCNoLeader
 	}
 	return true, nil

@@ -62,7 +62,6 @@ func (m *Member) electionTimeout() time.Duration {
 func (m *Member) runLeases() {
 	tk := m.cfg.Clock.NewTicker(leaseTick)
 	defer tk.Stop()
-	var promotedTerm uint64
 	for {
 		select {
 		case <-m.stop:
@@ -71,48 +70,75 @@ func (m *Member) runLeases() {
 			return
 		case <-tk.C():
 		}
-		promotedTerm = m.leaseTickOnce(promotedTerm)
+		m.leaseTickOnce()
 	}
 }
 
-// leaseTickOnce does one round of lease work and returns the term the
-// lessor is primary for (0: not primary).
-func (m *Member) leaseTickOnce(promotedTerm uint64) uint64 {
+// leaseTickOnce does one round of lease work.
+func (m *Member) leaseTickOnce() {
 	st := m.node.Status()
-	switch {
-	case !st.IsLeader:
+	if !st.IsLeader {
 		if m.lessor.Primary() {
 			m.lessor.Demote()
 		}
-		return 0
-	case promotedTerm != st.Term:
-		// A new leader's table is complete only once it has applied
-		// what earlier leaders committed: promote after a barrier, and
-		// only if it still leads in the same term.
-		ctx, cancel := context.WithTimeout(context.Background(), (*backend)(m).requestTimeout())
-		err := (*backend)(m).LinearizableBarrier(ctx)
-		cancel()
-		if now := m.node.Status(); err != nil || !now.IsLeader || now.Term != st.Term {
-			return 0
-		}
-		m.lessor.Promote(m.electionTimeout())
-		m.lg.Info("lessor promoted", zap.Uint64("term", st.Term))
-		promotedTerm = st.Term
+		return
 	}
-	m.revokeExpired()
+	if !m.ensurePromoted(st.Term) {
+		return
+	}
+	m.revokeExpired(st.Term)
 	if cps := m.lessor.DueCheckpoints(maxCheckpointsPerEntry); len(cps) > 0 {
 		m.proposeLease(&pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{Checkpoints: cps}})
 	}
-	return promotedTerm
+}
+
+// ensurePromoted makes the lessor primary for term, if this member leads in
+// it, and reports whether it is. Expiry times of an earlier term are stale
+// and dropped at once; a new leader's table is complete only once it has
+// applied what earlier leaders committed, so promotion follows a barrier.
+// The lease goroutine calls it every tick; a renewal that reaches a new
+// leader before that calls it too rather than fail.
+func (m *Member) ensurePromoted(term uint64) bool {
+	m.promoteMu.Lock()
+	defer m.promoteMu.Unlock()
+	if m.lessor.PrimaryTerm() == term {
+		return true
+	}
+	m.lessor.Demote()
+	if !m.confirmLeader(term) {
+		return false
+	}
+	m.lessor.Promote(m.electionTimeout(), term)
+	m.lg.Info("lessor promoted", zap.Uint64("term", term))
+	return true
+}
+
+// confirmLeader runs a linearizable barrier (a ReadIndex round confirms
+// leadership with a quorum, then everything committed is applied) and
+// reports whether this member still leads in term.
+func (m *Member) confirmLeader(term uint64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), (*backend)(m).requestTimeout())
+	err := (*backend)(m).LinearizableBarrier(ctx)
+	cancel()
+	now := m.node.Status()
+	return err == nil && now.IsLeader && now.Term == term
 }
 
 // revokeExpired proposes a revoke for every lease the lessor reports
-// expired, a bounded number at a time, and waits for them.
-func (m *Member) revokeExpired() {
+// expired, a bounded number at a time, and waits for them. Leadership in
+// term is confirmed first, as etcd does before it revokes, and checked
+// again before each proposal.
+func (m *Member) revokeExpired(term uint64) {
 	ids := m.lessor.Expired(maxRevokesPerTick)
+	if len(ids) == 0 || !m.confirmLeader(term) {
+		return
+	}
 	sem := make(chan struct{}, revokeConcurrency)
 	var wg sync.WaitGroup
 	for _, id := range ids {
+		if st := m.node.Status(); !st.IsLeader || st.Term != term {
+			break
+		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()

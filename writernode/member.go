@@ -81,6 +81,8 @@ type Member struct {
 	// lessor follows the applied lease table; the leader's expires leases
 	// (leases.go).
 	lessor *lessor.Lessor
+	// promoteMu serialises promotions of the lessor (leases.go).
+	promoteMu sync.Mutex
 	// leaderConns reaches the leader's client URL for forwarded lease
 	// calls (leaseapi.go).
 	leaderConns leaderConns

@@ -66,6 +66,8 @@ type Lessor struct {
 	// leases are the applied leases.
 	leases  map[int64]*lease
 	primary bool
+	// term is the raft term the lessor was promoted in.
+	term uint64
 }
 
 // New returns a Lessor that is not primary and knows no lease.
@@ -138,12 +140,12 @@ func (l *Lessor) Checkpointed(id, remaining int64) {
 	}
 }
 
-// Promote makes the lessor primary: every lease gets its remaining TTL plus
-// extend (etcd extends by one election timeout) from now.
-func (l *Lessor) Promote(extend time.Duration) {
+// Promote makes the lessor primary for raft term term: every lease gets its
+// remaining TTL plus extend (etcd extends by one election timeout) from now.
+func (l *Lessor) Promote(extend time.Duration, term uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.primary = true
+	l.primary, l.term = true, term
 	now := l.cfg.Clock.Now()
 	for _, ls := range l.leases {
 		l.refresh(ls, now, extend)
@@ -155,7 +157,7 @@ func (l *Lessor) Promote(extend time.Duration) {
 func (l *Lessor) Demote() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.primary = false
+	l.primary, l.term = false, 0
 	for _, ls := range l.leases {
 		ls.expiry = time.Time{}
 	}
@@ -166,6 +168,14 @@ func (l *Lessor) Primary() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.primary
+}
+
+// PrimaryTerm is the term the lessor was promoted in; 0 when not primary. A
+// leader serves renewals only from a lessor promoted in its current term.
+func (l *Lessor) PrimaryTerm() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.term
 }
 
 // Renew extends lease id by its TTL from now and returns the TTL. A lease

@@ -40,7 +40,7 @@ func TestOnlyThePrimaryExpiresAndRenews(t *testing.T) {
 	}
 
 	// Promoted: the full TTL plus the extension, from now.
-	l.Promote(time.Second)
+	l.Promote(time.Second, 2)
 	clk.Advance(10 * time.Second)
 	if got := l.Expired(10); got != nil {
 		t.Fatalf("expired within the extension: %v", got)
@@ -76,7 +76,7 @@ func TestOnlyThePrimaryExpiresAndRenews(t *testing.T) {
 
 func TestRenewAndTimeToLive(t *testing.T) {
 	l, clk := newTest()
-	l.Promote(0)
+	l.Promote(0, 2)
 	l.Granted(1, 10)
 	clk.Advance(7 * time.Second)
 	if rem, _, _ := l.TimeToLive(1); rem != 3 {
@@ -98,7 +98,7 @@ func TestRenewAndTimeToLive(t *testing.T) {
 
 func TestExpiredIsBoundedAndOldestFirst(t *testing.T) {
 	l, clk := newTest()
-	l.Promote(0)
+	l.Promote(0, 2)
 	for id := int64(1); id <= 5; id++ {
 		l.Granted(id, 10-id) // lease 5 expires first
 	}
@@ -115,7 +115,7 @@ func TestExpiredIsBoundedAndOldestFirst(t *testing.T) {
 // a new primary starts from, and a renewal asks to clear it.
 func TestRemainingTTLSurvivesLeaderChange(t *testing.T) {
 	old, clk := newTest()
-	old.Promote(0)
+	old.Promote(0, 2)
 	old.Granted(1, 600)
 	old.Granted(2, 30) // shorter than the checkpoint interval: never checkpointed
 	clk.Advance(2 * time.Minute)
@@ -131,7 +131,7 @@ func TestRemainingTTLSurvivesLeaderChange(t *testing.T) {
 	// is promoted.
 	next := New(Config{Clock: clk, CheckpointInterval: time.Minute})
 	next.Load([]State{{ID: 1, TTL: 600, RemainingTTL: 480}, {ID: 2, TTL: 30}})
-	next.Promote(time.Second)
+	next.Promote(time.Second, 2)
 	if rem, granted, _ := next.TimeToLive(1); rem != 481 || granted != 600 {
 		t.Fatalf("lease 1 on the new leader: remaining %d granted %d, want 481 of 600", rem, granted)
 	}

@@ -52,8 +52,12 @@ func TestLeasesExpireAndSurviveLeaderKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	renewed := make(chan int64, 1024) // the TTL of each renewal the client saw
+	// The TTL of each renewal the client saw; closed when the client gives
+	// the lease up (client/v3 closes its channel when a renewal answers
+	// that the lease is gone).
+	renewed := make(chan int64, 1024)
 	go func() {
+		defer close(renewed)
 		for resp := range ka {
 			renewed <- resp.TTL
 		}
@@ -119,13 +123,18 @@ func TestLeasesExpireAndSurviveLeaderKill(t *testing.T) {
 	// The client goes on renewing through the new leader (a renewal of
 	// an expired lease would answer TTL 0) for longer than the TTL.
 	for len(renewed) > 0 {
-		<-renewed
+		if _, ok := <-renewed; !ok {
+			t.Fatal("the client gave the kept lease up before the leader kill")
+		}
 	}
 	for i := 0; i < 4; i++ {
 		select {
-		case ttl := <-renewed:
-			if ttl <= 0 {
-				t.Fatalf("renewal %d after the leader kill answered TTL %d", i, ttl)
+		case ttl, ok := <-renewed:
+			if !ok {
+				t.Fatalf("the client gave the kept lease up after %d renewals through the new leader", i)
+			}
+			if ttl != 3 {
+				t.Fatalf("renewal %d after the leader kill answered TTL %d, want 3", i, ttl)
 			}
 		case <-time.After(15 * time.Second):
 			t.Fatalf("no renewal %d after the leader kill", i)
