@@ -426,16 +426,26 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		return nil
 	}
 	n.lg.Info("transferring leadership", zap.Uint64("to", target))
-	// Leadership moves within an election timeout or not at all; poll the
-	// status at tick granularity until it has.
+	// Leadership moves within an election timeout or not at all.
+	return n.pollStatus(ctx, func(st Status) (bool, error) {
+		if st.Lead != 0 && st.Lead != n.cfg.ID {
+			return true, nil
+		}
+		if n.transferAbandoned() {
+			return false, ErrLeaderTransferFailed
+		}
+		return false, nil
+	})
+}
+
+// pollStatus checks done against the node's status at tick granularity
+// until it reports true or an error, ctx ends or the node stops.
+func (n *Node) pollStatus(ctx context.Context, done func(Status) (bool, error)) error {
 	tk := n.cfg.Clock.NewTicker(n.cfg.TickInterval)
 	defer tk.Stop()
 	for {
-		if st := n.Status(); st.Lead != 0 && st.Lead != n.cfg.ID {
-			return nil
-		}
-		if n.transferAbandoned() {
-			return ErrLeaderTransferFailed
+		if ok, err := done(n.Status()); ok || err != nil {
+			return err
 		}
 		select {
 		case <-tk.C():
@@ -454,18 +464,7 @@ func (n *Node) MoveLeader(ctx context.Context, target uint64) error {
 	if !n.call(func(rn *raft.RawNode) { rn.TransferLeader(target) }) {
 		return ErrStopped
 	}
-	tk := n.cfg.Clock.NewTicker(n.cfg.TickInterval)
-	defer tk.Stop()
-	for n.Status().Lead != target {
-		select {
-		case <-tk.C():
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-n.stopC:
-			return ErrStopped
-		}
-	}
-	return nil
+	return n.pollStatus(ctx, func(st Status) (bool, error) { return st.Lead == target, nil })
 }
 
 // transferAbandoned reports whether this node still leads with no transfer

@@ -41,8 +41,6 @@ type Membership interface {
 // ForwardedMetadata marks a request one member forwarded to another.
 const ForwardedMetadata = "strata-forwarded"
 
-func forwarded(ctx context.Context) bool { return Forwarded(ctx) }
-
 // Forwarded reports whether the request of ctx was forwarded by another
 // member (it carries ForwardedMetadata).
 func Forwarded(ctx context.Context) bool {
@@ -166,7 +164,7 @@ func (s *Cluster) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest)
 		return nil, rpctypes.ErrGRPCMemberNotLearner
 	}
 	if err := s.m.LearnerReady(r.ID); err != nil {
-		if errors.Is(err, rpctypes.ErrGRPCNotLeader) && !forwarded(ctx) {
+		if errors.Is(err, rpctypes.ErrGRPCNotLeader) && !Forwarded(ctx) {
 			return s.m.PromoteOnLeader(ctx, r)
 		}
 		return nil, togRPCError(err)

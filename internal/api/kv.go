@@ -179,7 +179,7 @@ func (s *KV) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error)
 	if err := applier.CheckPutRequest(r); err != nil {
 		return nil, err
 	}
-	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Put: r})
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Put: r})
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func (s *KV) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.Del
 	if err := applier.CheckDeleteRangeRequest(r); err != nil {
 		return nil, err
 	}
-	resp, err := s.propose(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{DeleteRange: r})
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +221,7 @@ func (s *KV) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
 		s.fill(resp.Header)
 		return resp, nil
 	}
-	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: r})
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Txn: r})
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +232,7 @@ func (s *KV) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
 
 // Compact implements etcd's Compact.
 func (s *KV) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Compaction: r})
 	if err != nil {
 		return nil, err
 	}
@@ -248,8 +248,10 @@ func (s *KV) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Compacti
 	return out, nil
 }
 
-func (s *KV) propose(ctx context.Context, r *pb.InternalRaftRequest) (proto.Message, error) {
-	res, err := s.b.Propose(ctx, r)
+// propose replicates r and returns the state machine's response, or the
+// error (raft's or the state machine's) as etcd's gRPC error.
+func propose(ctx context.Context, b Backend, r *pb.InternalRaftRequest) (proto.Message, error) {
+	res, err := b.Propose(ctx, r)
 	if err != nil {
 		return nil, togRPCError(err)
 	}

@@ -60,28 +60,22 @@ func (s *Lease) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.Le
 			g.ID = id
 		}
 	}
-	res, err := s.b.Propose(ctx, &pb.InternalRaftRequest{LeaseGrant: g})
-	if err == nil {
-		err = res.Err
-	}
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{LeaseGrant: g})
 	if err != nil {
-		return nil, togRPCError(err)
+		return nil, err
 	}
-	out := res.Resp.(*pb.LeaseGrantResponse)
+	out := resp.(*pb.LeaseGrantResponse)
 	fillHeader(out.Header, s.b.Header())
 	return out, nil
 }
 
 // LeaseRevoke implements etcd's LeaseRevoke.
 func (s *Lease) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	res, err := s.b.Propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: r.ID}})
-	if err == nil {
-		err = res.Err
-	}
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: r.ID}})
 	if err != nil {
-		return nil, togRPCError(err)
+		return nil, err
 	}
-	out := res.Resp.(*pb.LeaseRevokeResponse)
+	out := resp.(*pb.LeaseRevokeResponse)
 	fillHeader(out.Header, s.b.Header())
 	return out, nil
 }

@@ -64,9 +64,9 @@ type Lessor struct {
 	cfg Config
 	mu  sync.Mutex
 	// leases are the applied leases.
-	leases  map[int64]*lease
-	primary bool
-	// term is the raft term the lessor was promoted in.
+	leases map[int64]*lease
+	// term is the raft term the lessor was promoted in; 0 while it is
+	// not primary (raft terms start at 1).
 	term uint64
 }
 
@@ -96,7 +96,7 @@ func (l *Lessor) Load(states []State) {
 	l.leases = make(map[int64]*lease, len(states))
 	for _, s := range states {
 		ls := &lease{ttl: s.TTL, remaining: s.RemainingTTL}
-		if l.primary {
+		if l.term != 0 {
 			l.refresh(ls, now, 0)
 		}
 		l.leases[s.ID] = ls
@@ -118,7 +118,7 @@ func (l *Lessor) Granted(id, ttl int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ls := &lease{ttl: ttl}
-	if l.primary {
+	if l.term != 0 {
 		l.refresh(ls, l.cfg.Clock.Now(), 0)
 	}
 	l.leases[id] = ls
@@ -145,7 +145,7 @@ func (l *Lessor) Checkpointed(id, remaining int64) {
 func (l *Lessor) Promote(extend time.Duration, term uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.primary, l.term = true, term
+	l.term = term
 	now := l.cfg.Clock.Now()
 	for _, ls := range l.leases {
 		l.refresh(ls, now, extend)
@@ -157,7 +157,7 @@ func (l *Lessor) Promote(extend time.Duration, term uint64) {
 func (l *Lessor) Demote() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.primary, l.term = false, 0
+	l.term = 0
 	for _, ls := range l.leases {
 		ls.expiry = time.Time{}
 	}
@@ -167,7 +167,7 @@ func (l *Lessor) Demote() {
 func (l *Lessor) Primary() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.primary
+	return l.term != 0
 }
 
 // PrimaryTerm is the term the lessor was promoted in; 0 when not primary. A
@@ -183,7 +183,7 @@ func (l *Lessor) PrimaryTerm() uint64 {
 func (l *Lessor) Renew(id int64) (int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.primary {
+	if l.term == 0 {
 		return 0, ErrNotPrimary
 	}
 	ls := l.leases[id]
@@ -209,7 +209,7 @@ func (l *Lessor) TimeToLive(id int64) (remaining, granted int64, ok bool) {
 	if ls == nil {
 		return 0, 0, false
 	}
-	if !l.primary {
+	if l.term == 0 {
 		if ls.remaining > 0 {
 			return ls.remaining, ls.ttl, true
 		}
@@ -226,7 +226,7 @@ func (l *Lessor) TimeToLive(id int64) (remaining, granted int64, ok bool) {
 func (l *Lessor) Expired(max int) []int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.primary {
+	if l.term == 0 {
 		return nil
 	}
 	now := l.cfg.Clock.Now()
@@ -271,7 +271,7 @@ func (l *Lessor) Expired(max int) []int64 {
 func (l *Lessor) DueCheckpoints(max int) []*pb.LeaseCheckpoint {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.primary {
+	if l.term == 0 {
 		return nil
 	}
 	now := l.cfg.Clock.Now()
