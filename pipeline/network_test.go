@@ -292,15 +292,7 @@ func TestNetworkTransferLeadership(t *testing.T) {
 		c.mustPropose(old, "before")
 		c.waitApplied(c.ids, "before")
 
-		errC := make(chan error, 1)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		go func() { errC <- c.members[old].node.TransferLeadership(ctx) }()
-		// TransferLeadership runs on its own goroutine: wait until raft
-		// has the request (or has already acted on it) before ticking.
-		c.await("the transfer starting", func() bool {
-			return c.members[old].leadTransferee() != 0 || !c.members[old].node.Status().IsLeader
-		})
+		errC := c.startTransfer(old)
 		c.tickUntil(3*netElectionTicks, "leadership moving", func() bool {
 			lead := c.leader()
 			return lead != 0 && lead != old
@@ -327,7 +319,7 @@ func TestNetworkTransferLeadership(t *testing.T) {
 			t.Fatalf("new leader at term %d, not past %d", st.Term, term)
 		}
 		// On a follower it is a no-op.
-		if err := c.members[old].node.TransferLeadership(ctx); err != nil {
+		if err := c.members[old].node.TransferLeadership(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		c.mustPropose(old, "after")
@@ -407,13 +399,7 @@ func TestNetworkTransferLeadershipAvoidsUnreachablePeer(t *testing.T) {
 	c.partition([]uint64{old, up}, []uint64{down})
 	c.ticks(2 * netElectionTicks) // the leader has long stopped hearing from it
 
-	errC := make(chan error, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	go func() { errC <- c.members[old].node.TransferLeadership(ctx) }()
-	c.await("the transfer starting", func() bool {
-		return c.members[old].leadTransferee() != 0 || !c.members[old].node.Status().IsLeader
-	})
+	errC := c.startTransfer(old)
 	c.ticks(3 * netElectionTicks)
 	c.tick()
 	var err error
@@ -597,4 +583,19 @@ func TestNetworkProposeTermOnlyAsLeader(t *testing.T) {
 			t.Fatalf("member %d applied the deposed leader's entry %d times", id, n)
 		}
 	}
+}
+
+// startTransfer runs TransferLeadership on leader old on its own goroutine
+// and waits until raft has the request (or has already acted on it), so
+// that the test may tick; the channel gets its result.
+func (c *netCluster) startTransfer(old uint64) <-chan error {
+	c.t.Helper()
+	errC := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	c.t.Cleanup(cancel)
+	go func() { errC <- c.members[old].node.TransferLeadership(ctx) }()
+	c.await("the transfer starting", func() bool {
+		return c.members[old].leadTransferee() != 0 || !c.members[old].node.Status().IsLeader
+	})
+	return errC
 }

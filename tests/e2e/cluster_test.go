@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,16 +23,7 @@ import (
 // takes writes within a few election timeouts; the killed member restarts,
 // catches up, and all members end with equal HashKV.
 func TestThreeWritersSurviveLeaderKill(t *testing.T) {
-	b := needSubject(t)
-	if b.SubjectName != "strata" {
-		t.Skip("runs strata's multi-member path")
-	}
-	ms := StartCluster(t, "w", 3, MemberConfig{Binary: b.Subject,
-		ExtraArgs: []string{"--heartbeat-interval=50", "--election-timeout=500"}})
-	clients := make([]*clientv3.Client, len(ms))
-	for i, m := range ms {
-		clients[i] = newEndpointClient(t, m)
-	}
+	_, ms, clients := startStrataCluster(t, "w")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -93,18 +85,25 @@ func TestThreeWritersSurviveLeaderKill(t *testing.T) {
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("restarted member: %v %v", resp, err)
 	}
-	rev := resp.Header.Revision
+	requireEqualHashKV(ctx, t, clients, resp.Header.Revision)
+}
 
+// requireEqualHashKV fails the test unless every client's member hashes
+// the MVCC state at rev alike.
+func requireEqualHashKV(ctx context.Context, t *testing.T, clients []*clientv3.Client, rev int64) {
+	t.Helper()
 	var hashes []uint32
-	for i, m := range ms {
-		h, err := pb.NewMaintenanceClient(clients[i].ActiveConnection()).HashKV(ctx, &pb.HashKVRequest{Revision: rev})
+	for i, c := range clients {
+		h, err := pb.NewMaintenanceClient(c.ActiveConnection()).HashKV(ctx, &pb.HashKVRequest{Revision: rev})
 		if err != nil {
-			t.Fatalf("HashKV on %s: %v", m.Name, err)
+			t.Fatalf("HashKV on member %d: %v", i, err)
 		}
 		hashes = append(hashes, h.Hash)
 	}
-	if hashes[0] != hashes[1] || hashes[1] != hashes[2] {
-		t.Fatalf("members disagree at revision %d: hashes %x", rev, hashes)
+	for _, h := range hashes[1:] {
+		if h != hashes[0] {
+			t.Fatalf("members disagree at revision %d: hashes %x", rev, hashes)
+		}
 	}
 }
 
@@ -162,16 +161,7 @@ func leaderIndex(ctx context.Context, t *testing.T, clients []*clientv3.Client) 
 // All members then hash alike and the follower serves the new writes. The
 // peer links run compressed (--peer-compression=zstd), snapshot included.
 func TestFollowerCatchesUpThroughSnapshot(t *testing.T) {
-	b := needSubject(t)
-	if b.SubjectName != "strata" {
-		t.Skip("runs strata's multi-member path")
-	}
-	ms := StartCluster(t, "s", 3, MemberConfig{Binary: b.Subject,
-		ExtraArgs: []string{"--heartbeat-interval=50", "--election-timeout=500", "--snapshot-count=100", "--peer-compression=zstd"}})
-	clients := make([]*clientv3.Client, len(ms))
-	for i, m := range ms {
-		clients[i] = newEndpointClient(t, m)
-	}
+	_, ms, clients := startStrataCluster(t, "s", "--snapshot-count=100", "--peer-compression=zstd")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	leader := leaderIndex(ctx, t, clients)
@@ -196,18 +186,7 @@ func TestFollowerCatchesUpThroughSnapshot(t *testing.T) {
 	if err != nil || resp.Count != 400 {
 		t.Fatalf("follower after catch-up: %v %v", resp, err)
 	}
-	rev := resp.Header.Revision
-	var hashes []uint32
-	for i := range ms {
-		h, err := pb.NewMaintenanceClient(clients[i].ActiveConnection()).HashKV(ctx, &pb.HashKVRequest{Revision: rev})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hashes = append(hashes, h.Hash)
-	}
-	if hashes[0] != hashes[1] || hashes[1] != hashes[2] {
-		t.Fatalf("members disagree at revision %d: hashes %x", rev, hashes)
-	}
+	requireEqualHashKV(ctx, t, clients, resp.Header.Revision)
 	// It keeps up with new writes through the log.
 	if _, err := clients[leader].Put(ctx, "after-snapshot", "x"); err != nil {
 		t.Fatal(err)
@@ -215,6 +194,27 @@ func TestFollowerCatchesUpThroughSnapshot(t *testing.T) {
 	if r, err := clients[follower].Get(ctx, "after-snapshot"); err != nil || len(r.Kvs) != 1 {
 		t.Fatalf("follower read after snapshot: %v %v", r, err)
 	}
+}
+
+// fastRaft is the raft timing of the multi-member tests: elections in
+// half a second.
+var fastRaft = []string{"--heartbeat-interval=50", "--election-timeout=500"}
+
+// startStrataCluster starts a three-member strata cluster with fastRaft
+// timing and the extra flags, and a client on each member. It skips the
+// test unless strata is the subject.
+func startStrataCluster(t *testing.T, prefix string, extra ...string) (*Binaries, []*Member, []*clientv3.Client) {
+	t.Helper()
+	b := needSubject(t)
+	if b.SubjectName != "strata" {
+		t.Skip("runs strata's multi-member path")
+	}
+	ms := StartCluster(t, prefix, 3, MemberConfig{Binary: b.Subject, ExtraArgs: append(slices.Clone(fastRaft), extra...)})
+	clients := make([]*clientv3.Client, len(ms))
+	for i, m := range ms {
+		clients[i] = newEndpointClient(t, m)
+	}
+	return b, ms, clients
 }
 
 func lastLines(b []byte, n int) string {
@@ -231,18 +231,10 @@ func lastLines(b []byte, n int) string {
 // promotes it to a voter through a follower (which forwards the promotion
 // to the leader, as etcd does), serves reads and writes through it, checks
 // HashKV on all four, then removes it: the removed member stops, the three
-// go on.
+// go on and hash alike.
 func TestFourthVoterJoinsAndLeaves(t *testing.T) {
-	b := needSubject(t)
-	if b.SubjectName != "strata" {
-		t.Skip("runs strata's multi-member path")
-	}
-	extra := []string{"--heartbeat-interval=50", "--election-timeout=500", "--snapshot-count=50"}
-	ms := StartCluster(t, "j", 3, MemberConfig{Binary: b.Subject, ExtraArgs: extra})
-	clients := make([]*clientv3.Client, len(ms))
-	for i, m := range ms {
-		clients[i] = newEndpointClient(t, m)
-	}
+	b, ms, clients := startStrataCluster(t, "j", "--snapshot-count=50")
+	extra := append(slices.Clone(fastRaft), "--snapshot-count=50")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	for i := range 120 {
@@ -319,20 +311,7 @@ func TestFourthVoterJoinsAndLeaves(t *testing.T) {
 	if err != nil || len(list.Members) != 4 {
 		t.Fatalf("member list through the fourth: %v %v", list, err)
 	}
-	rev := resp.Header.Revision
-	var hashes []uint32
-	for _, c := range append(clients, cj) {
-		h, err := pb.NewMaintenanceClient(c.ActiveConnection()).HashKV(ctx, &pb.HashKVRequest{Revision: rev})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hashes = append(hashes, h.Hash)
-	}
-	for _, h := range hashes[1:] {
-		if h != hashes[0] {
-			t.Fatalf("members disagree at revision %d: %x", rev, hashes)
-		}
-	}
+	requireEqualHashKV(ctx, t, append(slices.Clone(clients), cj), resp.Header.Revision)
 
 	if _, err := clients[1].MemberRemove(ctx, add.Member.ID); err != nil {
 		t.Fatal(err)
@@ -345,9 +324,12 @@ func TestFourthVoterJoinsAndLeaves(t *testing.T) {
 	if !strings.Contains(string(j.Output()), "permanently removed") {
 		t.Fatalf("removed member's last words:\n%s", lastLines(j.Output(), 10))
 	}
-	if _, err := clients[2].Put(ctx, "after-removal", "ok"); err != nil {
+	after, err := clients[2].Put(ctx, "after-removal", "ok")
+	if err != nil {
 		t.Fatal(err)
 	}
+	// The three remaining members agree afterwards too.
+	requireEqualHashKV(ctx, t, clients, after.Header.Revision)
 	if list, err := clients[0].MemberList(ctx); err != nil || len(list.Members) != 3 {
 		t.Fatalf("member list after removal: %v %v", list, err)
 	}

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 var (
@@ -25,56 +23,32 @@ var (
 func TestEtcdctlLeaseCommandsMatchEtcd(t *testing.T) {
 	b := needSubject(t)
 	etcd, sub := pair(t)
-	type side struct {
-		m     *Member
-		lease string
+	steps := []func(s *ctlSide) []string{
+		func(s *ctlSide) []string { return []string{"lease", "grant", "600"} },
+		func(s *ctlSide) []string { return []string{"put", "lk", "v", "--lease=" + s.id} },
+		func(s *ctlSide) []string { return []string{"lease", "list"} },
+		func(s *ctlSide) []string { return []string{"lease", "timetolive", s.id} },
+		func(s *ctlSide) []string { return []string{"lease", "timetolive", s.id, "--keys"} },
+		func(s *ctlSide) []string { return []string{"lease", "timetolive", s.id, "-w", "json"} },
+		func(s *ctlSide) []string { return []string{"lease", "keep-alive", "--once", s.id} },
+		func(s *ctlSide) []string { return []string{"get", "lk", "-w", "fields"} },
+		func(s *ctlSide) []string { return []string{"lease", "revoke", s.id} },
+		func(s *ctlSide) []string { return []string{"lease", "revoke", s.id} },
+		func(s *ctlSide) []string { return []string{"lease", "timetolive", s.id} },
+		func(s *ctlSide) []string { return []string{"lease", "keep-alive", "--once", s.id} },
+		func(s *ctlSide) []string { return []string{"get", "lk"} },
+		func(s *ctlSide) []string { return []string{"lease", "list"} },
 	}
-	sides := []*side{{m: etcd}, {m: sub}}
-	steps := []func(s *side) []string{
-		func(s *side) []string { return []string{"lease", "grant", "600"} },
-		func(s *side) []string { return []string{"put", "lk", "v", "--lease=" + s.lease} },
-		func(s *side) []string { return []string{"lease", "list"} },
-		func(s *side) []string { return []string{"lease", "timetolive", s.lease} },
-		func(s *side) []string { return []string{"lease", "timetolive", s.lease, "--keys"} },
-		func(s *side) []string { return []string{"lease", "timetolive", s.lease, "-w", "json"} },
-		func(s *side) []string { return []string{"lease", "keep-alive", "--once", s.lease} },
-		func(s *side) []string { return []string{"get", "lk", "-w", "fields"} },
-		func(s *side) []string { return []string{"lease", "revoke", s.lease} },
-		func(s *side) []string { return []string{"lease", "revoke", s.lease} },
-		func(s *side) []string { return []string{"lease", "timetolive", s.lease} },
-		func(s *side) []string { return []string{"lease", "keep-alive", "--once", s.lease} },
-		func(s *side) []string { return []string{"get", "lk"} },
-		func(s *side) []string { return []string{"lease", "list"} },
-	}
-	for i, step := range steps {
-		var out [2]string
-		var desc string
-		for j, s := range sides {
-			args := step(s)
-			desc = strings.Join(args, " ")
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			r, err := Etcdctl(ctx, b.Etcdctl, []string{s.m.Endpoint()}, "", args...)
-			cancel()
-			if err != nil {
-				t.Fatalf("step %d on %s: %v", i, s.m.Binary, err)
-			}
-			if m := reLeaseGranted.FindSubmatch(r.Stdout); m != nil && s.lease == "" {
-				s.lease = string(m[1])
-			}
-			n := NewNormaliser(s.m)
-			text := fmt.Sprintf("exit code %d\n--- stdout\n%s\n--- stderr\n%s\n", r.ExitCode, n.Stdout(string(r.Stdout)), n.Text(string(r.Stderr)))
-			if s.lease != "" {
-				text = strings.ReplaceAll(text, s.lease, "<lease>")
-				var id int64
-				fmt.Sscanf(s.lease, "%x", &id)
-				text = strings.ReplaceAll(text, fmt.Sprint(id), "<lease>")
-			}
-			text = reRemaining.ReplaceAllString(text, "remaining(<ttl>s)")
-			text = reJSONTTL.ReplaceAllString(text, `"ttl":<ttl>`)
-			out[j] = text
+	compareCtlSteps(t, b, etcd, sub, steps, reLeaseGranted, func(s *ctlSide, r Result) string {
+		n := NewNormaliser(s.m)
+		text := fmt.Sprintf("exit code %d\n--- stdout\n%s\n--- stderr\n%s\n", r.ExitCode, n.Stdout(string(r.Stdout)), n.Text(string(r.Stderr)))
+		if s.id != "" {
+			text = strings.ReplaceAll(text, s.id, "<lease>")
+			var id int64
+			fmt.Sscanf(s.id, "%x", &id)
+			text = strings.ReplaceAll(text, fmt.Sprint(id), "<lease>")
 		}
-		if d := Diff("etcd", out[0], b.SubjectName, out[1]); d != "" {
-			t.Errorf("step %d: etcdctl %s\n%s", i, desc, d)
-		}
-	}
+		text = reRemaining.ReplaceAllString(text, "remaining(<ttl>s)")
+		return reJSONTTL.ReplaceAllString(text, `"ttl":<ttl>`)
+	})
 }

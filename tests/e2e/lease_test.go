@@ -15,17 +15,8 @@ import (
 // lease kept alive through a follower survives a kill -9 of the leader;
 // TimeToLive and Leases answer from any member.
 func TestLeasesExpireAndSurviveLeaderKill(t *testing.T) {
-	b := needSubject(t)
-	if b.SubjectName != "strata" {
-		t.Skip("runs strata's multi-member path")
-	}
-	// Election timeout 500 ms: etcd's minimum TTL is then 1 s.
-	ms := StartCluster(t, "l", 3, MemberConfig{Binary: b.Subject,
-		ExtraArgs: []string{"--heartbeat-interval=50", "--election-timeout=500"}})
-	clients := make([]*clientv3.Client, len(ms))
-	for i, m := range ms {
-		clients[i] = newEndpointClient(t, m)
-	}
+	// Election timeout 500 ms (fastRaft): etcd's minimum TTL is then 1 s.
+	_, ms, clients := startStrataCluster(t, "l")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	leader := leaderIndex(ctx, t, clients)

@@ -35,34 +35,56 @@ func TestMemberCommandsMatchEtcd(t *testing.T) {
 	url1 := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	url2 := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 
-	type side struct {
-		m       *Member
-		learner string // hex ID of the added learner
-	}
-	sides := []*side{{m: etcd}, {m: sub}}
-	steps := []func(s *side) []string{
-		func(s *side) []string {
+	steps := []func(s *ctlSide) []string{
+		func(s *ctlSide) []string {
 			return []string{"member", "add", "newbie", "--learner", "--peer-urls=" + url1}
 		},
-		func(s *side) []string { return []string{"member", "list", "-w", "table"} },
-		func(s *side) []string {
+		func(s *ctlSide) []string { return []string{"member", "list", "-w", "table"} },
+		func(s *ctlSide) []string {
 			return []string{"member", "add", "second", "--learner", "--peer-urls=" + url2}
 		},
 		// A peer URL in use. (Re-adding url1 would race etcd's clock: a
 		// new ID hashes the URLs with the time in seconds, so within the
 		// same second etcd answers "member ID already exist" instead.)
-		func(s *side) []string {
+		func(s *ctlSide) []string {
 			return []string{"member", "add", "dup", "--learner", "--peer-urls=" + s.m.PeerURL()}
 		},
-		func(s *side) []string { return []string{"member", "promote", s.learner} },
-		func(s *side) []string { return []string{"member", "update", s.learner, "--peer-urls=" + url2} },
-		func(s *side) []string { return []string{"member", "list", "-w", "json"} },
-		func(s *side) []string { return []string{"member", "promote", "1234"} },
-		func(s *side) []string { return []string{"member", "remove", s.learner} },
-		func(s *side) []string { return []string{"member", "remove", s.learner} },
-		func(s *side) []string { return []string{"member", "update", "1234", "--peer-urls=" + url1} },
-		func(s *side) []string { return []string{"member", "list"} },
+		func(s *ctlSide) []string { return []string{"member", "promote", s.id} },
+		func(s *ctlSide) []string { return []string{"member", "update", s.id, "--peer-urls=" + url2} },
+		func(s *ctlSide) []string { return []string{"member", "list", "-w", "json"} },
+		func(s *ctlSide) []string { return []string{"member", "promote", "1234"} },
+		func(s *ctlSide) []string { return []string{"member", "remove", s.id} },
+		func(s *ctlSide) []string { return []string{"member", "remove", s.id} },
+		func(s *ctlSide) []string { return []string{"member", "update", "1234", "--peer-urls=" + url1} },
+		func(s *ctlSide) []string { return []string{"member", "list"} },
 	}
+	sides := compareCtlSteps(t, b, etcd, sub, steps, reMemberAdded, func(s *ctlSide, r Result) string {
+		n := NewNormaliser(s.m).WithSimpleCols(0)
+		text := fmt.Sprintf("exit code %d\n--- stdout\n%s\n--- stderr\n%s\n", r.ExitCode, sortMembers(n.Stdout(sortMembersJSON(string(r.Stdout)))), n.Text(string(r.Stderr)))
+		if s.id != "" {
+			text = strings.ReplaceAll(text, s.id, "<learner>")
+		}
+		return rePaddedID.ReplaceAllString(reHexID.ReplaceAllString(text, "<id>"), " <$1>")
+	})
+	if sides[0].id == "" || sides[1].id == "" {
+		t.Fatalf("no learner was added: %q", []string{sides[0].id, sides[1].id})
+	}
+}
+
+// ctlSide is one server of a side-by-side etcdctl comparison, with the ID
+// (a learner's, a lease's) its first command of interest printed.
+type ctlSide struct {
+	m  *Member
+	id string
+}
+
+// compareCtlSteps runs each step's etcdctl command on etcd and then on the
+// subject, captures each side's id from the first output capture matches,
+// renders both results with render and reports where they differ.
+func compareCtlSteps(t *testing.T, b *Binaries, etcd, sub *Member, steps []func(*ctlSide) []string,
+	capture *regexp.Regexp, render func(*ctlSide, Result) string) [2]*ctlSide {
+	t.Helper()
+	sides := [2]*ctlSide{{m: etcd}, {m: sub}}
 	for i, step := range steps {
 		var out [2]string
 		var desc string
@@ -75,23 +97,16 @@ func TestMemberCommandsMatchEtcd(t *testing.T) {
 			if err != nil {
 				t.Fatalf("step %d on %s: %v", i, s.m.Binary, err)
 			}
-			if m := reMemberAdded.FindSubmatch(r.Stdout); m != nil && s.learner == "" {
-				s.learner = string(m[1])
+			if m := capture.FindSubmatch(r.Stdout); m != nil && s.id == "" {
+				s.id = string(m[1])
 			}
-			n := NewNormaliser(s.m).WithSimpleCols(0)
-			text := fmt.Sprintf("exit code %d\n--- stdout\n%s\n--- stderr\n%s\n", r.ExitCode, sortMembers(n.Stdout(sortMembersJSON(string(r.Stdout)))), n.Text(string(r.Stderr)))
-			if s.learner != "" {
-				text = strings.ReplaceAll(text, s.learner, "<learner>")
-			}
-			out[j] = rePaddedID.ReplaceAllString(reHexID.ReplaceAllString(text, "<id>"), " <$1>")
+			out[j] = render(s, r)
 		}
 		if d := Diff("etcd", out[0], b.SubjectName, out[1]); d != "" {
 			t.Errorf("step %d: etcdctl %s\n%s", i, desc, d)
 		}
 	}
-	if sides[0].learner == "" || sides[1].learner == "" {
-		t.Fatalf("no learner was added: %q", []string{sides[0].learner, sides[1].learner})
-	}
+	return sides
 }
 
 // sortMembers puts normalised member listings in a canonical order. Both
