@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
@@ -51,6 +52,12 @@ type Config struct {
 	// back into the Applier.
 	OnLease   func(LeaseEvent)
 	OnRestore func(leases []LeaseInfo)
+	// OnCommit, when set, hears every committed batch that moved the
+	// applied index, with its watch events (see events.go), and every
+	// Restore, in order, after OnLease/OnRestore and before the index is
+	// published: whoever waits for an index finds its events delivered.
+	// It runs with the write lock held and must be quick.
+	OnCommit func(Commit)
 	// CompactionChunk bounds the history versions one physical compaction
 	// step examines while it holds up writers. 0: 1024.
 	CompactionChunk int
@@ -232,6 +239,10 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 	defer b.Close()
 	var notes []notification
 	var leaseEvs []LeaseEvent
+	var events *[]*mvccpb.Event
+	if a.cfg.OnCommit != nil {
+		events = new([]*mvccpb.Event)
+	}
 	for _, e := range ents {
 		idx := e.GetIndex()
 		if idx <= st.index {
@@ -247,7 +258,7 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 				return nil, fmt.Errorf("entry %d: %w", idx, err)
 			}
 			for _, r := range reqs {
-				res, err := a.applyRequest(b, &st, r)
+				res, err := a.applyRequest(b, &st, r, events)
 				if err != nil {
 					return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
 				}
@@ -312,6 +323,9 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 			a.cfg.OnLease(ev)
 		}
 	}
+	if events != nil {
+		a.cfg.OnCommit(Commit{Rev: st.rev, Compacted: st.compacted, Events: *events})
+	}
 	a.mu.Lock()
 	for _, id := range removed {
 		a.mu.removed[id] = true
@@ -359,10 +373,15 @@ var rejections = map[error]bool{
 }
 
 // applyRequest applies one request to the batch and advances st.
-func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftRequest) (Result, error) {
+func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftRequest, events *[]*mvccpb.Event) (Result, error) {
 	t := &txnCtx{
 		r: b, w: b, beginRev: st.rev, compacted: st.compacted,
 		leaseOverride: a.cfg.LeaseExists, kbuf: a.kbuf, vbuf: a.vbuf,
+		events: events,
+	}
+	n := 0
+	if events != nil {
+		n = len(*events)
 	}
 	var (
 		resp proto.Message
@@ -407,6 +426,9 @@ func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftReques
 				// Checks run before writes; a rejection after a write
 				// would leave a partial request in the batch.
 				panic(fmt.Sprintf("applier: request %d rejected after %d writes: %v", r.GetID(), t.changes, err))
+			}
+			if events != nil {
+				*events = (*events)[:n]
 			}
 			return Result{Err: err}, nil
 		}

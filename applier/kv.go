@@ -37,6 +37,8 @@ type txnCtx struct {
 	// kbuf and vbuf are scratch space for engine keys and values; the
 	// engine copies what it is given.
 	kbuf, vbuf []byte
+	// events, when set, collects the watch events of the writes.
+	events *[]*mvccpb.Event
 }
 
 // rev is the revision of the state the txn sees now: beginRev, or
@@ -264,6 +266,7 @@ func (t *txnCtx) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 	if err := t.writePut(p.Key, m, value); err != nil {
 		return nil, err
 	}
+	t.emitPut(p.Key, m, value, prev, prevValue, found)
 	// Keep the lease attachment index in step with the key's lease.
 	if found && prev.lease != 0 && prev.lease != lease {
 		if err := t.detach(prev.lease, p.Key); err != nil {
@@ -301,6 +304,9 @@ func (t *txnCtx) writePut(key []byte, m kvMeta, value []byte) error {
 func (t *txnCtx) writeTombstone(key []byte, lease int64) error {
 	rev, sub := t.beginRev+1, t.changes
 	t.changes++
+	if err := t.emitDelete(key, rev); err != nil {
+		return err
+	}
 	if lease != 0 {
 		if err := t.detach(lease, key); err != nil {
 			return err

@@ -69,6 +69,9 @@ func (a *Applier) Restore(index uint64, install func(Engine) error) error {
 		}
 		a.cfg.OnRestore(leases)
 	}
+	if a.cfg.OnCommit != nil {
+		a.cfg.OnCommit(Commit{Rev: st.rev, Compacted: st.compacted, Restored: true})
+	}
 	a.mu.Lock()
 	a.mu.removed = removed
 	a.publishLocked(&st)

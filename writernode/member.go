@@ -23,6 +23,7 @@ import (
 	"github.com/stratakv/strata/internal/clock"
 	"github.com/stratakv/strata/internal/lessor"
 	"github.com/stratakv/strata/internal/transport"
+	"github.com/stratakv/strata/internal/watch"
 	"github.com/stratakv/strata/pipeline"
 	"github.com/stratakv/strata/proposer"
 	"github.com/stratakv/strata/wal"
@@ -57,6 +58,8 @@ type Config struct {
 	// PeerCompression compresses raft traffic to peers: "none", "s2" or
 	// "zstd".
 	PeerCompression string
+	// WatchProgressInterval is --watch-progress-notify-interval.
+	WatchProgressInterval time.Duration
 
 	Versions api.Versions
 	Logger   *zap.Logger
@@ -78,6 +81,8 @@ type Member struct {
 	node *pipeline.Node
 	prop *proposer.Proposer
 	grpc *grpc.Server
+	// hub serves watches from the applier's events.
+	hub *watch.Hub
 	// lessor follows the applied lease table; the leader's expires leases
 	// (leases.go).
 	lessor *lessor.Lessor
@@ -190,6 +195,7 @@ func Start(cfg Config) (*Member, error) {
 		Leader:          (*backend)(m),
 		Mover:           (*backend)(m),
 		Leases:          (*backend)(m),
+		Watch:           api.WatchConfig{Hub: m.hub, LeaderCheck: m.electionTimeout()},
 		Versions:        cfg.Versions,
 		Limits:          api.Limits{MaxTxnOps: cfg.MaxTxnOps, MaxRequestBytes: cfg.MaxRequestBytes},
 		MaxRequestBytes: cfg.MaxRequestBytes,
@@ -236,10 +242,17 @@ func (m *Member) openStorage() error {
 		Notify:          func(id uint64, res applier.Result) { m.prop.Notify(id, res) },
 		OnLease:         m.onLease,
 		OnRestore:       m.onRestore,
+		// Set before any entry is applied (the bootstrap's included).
+		OnCommit: func(c applier.Commit) { m.hub.Commit(c) },
 	})
 	if err != nil {
 		return fmt.Errorf("open state machine: %w", err)
 	}
+	rev, compacted := m.app.Rev()
+	m.hub = watch.New(watch.Config{
+		Source: m.app, Rev: rev, Compacted: compacted,
+		ProgressInterval: m.cfg.WatchProgressInterval, Clock: m.cfg.Clock,
+	})
 	if m.wal, err = wal.Open(filepath.Join(dir, "wal"), wal.Options{NoSync: m.cfg.UnsafeNoFsync, Logger: m.lg.Named("wal")}); err != nil {
 		return fmt.Errorf("open wal: %w", err)
 	}

@@ -25,6 +25,10 @@ import (
 	"github.com/stratakv/strata/writernode"
 )
 
+// minWatchProgressInterval is the shortest progress notification interval
+// etcd accepts; a shorter --watch-progress-notify-interval is raised to it.
+const minWatchProgressInterval = 100 * time.Millisecond
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
@@ -120,6 +124,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		UnsafeNoFsync:         cfg.UnsafeNoFsync,
 		NoStrictReconfigCheck: !cfg.StrictReconfigCheck,
 		PeerCompression:       cfg.PeerCompression,
+		WatchProgressInterval: max(cfg.WatchProgressNotifyInterval, minWatchProgressInterval),
 		Versions:              api.Versions{Server: version.EtcdServer, Storage: version.Storage},
 		Logger:                lg,
 	})

@@ -26,12 +26,14 @@ type LeaderSource interface {
 
 // ServerConfig configures the gRPC server.
 type ServerConfig struct {
-	Backend         Backend
-	Status          StatusSource
-	Membership      Membership
-	Leader          LeaderSource
-	Mover           LeaderMover
-	Leases          Leases
+	Backend    Backend
+	Status     StatusSource
+	Membership Membership
+	Leader     LeaderSource
+	Mover      LeaderMover
+	Leases     Leases
+	// Watch, when its Hub is set, serves the Watch service.
+	Watch           WatchConfig
 	Versions        Versions
 	Limits          Limits
 	MaxRequestBytes int
@@ -56,6 +58,9 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 	pb.RegisterKVServer(s, NewKV(cfg.Backend, cfg.Limits))
 	if cfg.Leases != nil {
 		pb.RegisterLeaseServer(s, NewLease(cfg.Backend, cfg.Leases))
+	}
+	if cfg.Watch.Hub != nil {
+		pb.RegisterWatchServer(s, NewWatch(cfg.Backend, cfg.Leader, cfg.Watch, cfg.MaxRequestBytes))
 	}
 	pb.RegisterMaintenanceServer(s, NewMaintenance(cfg.Backend, cfg.Status, cfg.Mover, cfg.Versions))
 	pb.RegisterClusterServer(s, NewCluster(cfg.Backend, cfg.Membership))
