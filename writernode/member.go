@@ -83,6 +83,9 @@ type Member struct {
 	grpc *grpc.Server
 	// hub serves watches from the applier's events.
 	hub *watch.Hub
+	// self is a client of the member's own gRPC server, which the Lock
+	// and Election services work through.
+	self *api.SelfClient
 	// lessor follows the applied lease table; the leader's expires leases
 	// (leases.go).
 	lessor *lessor.Lessor
@@ -187,6 +190,10 @@ func Start(cfg Config) (*Member, error) {
 		m.prop.Stop()
 		return nil, err
 	}
+	if m.self, err = api.NewSelfClient(); err != nil {
+		m.prop.Stop()
+		return nil, err
+	}
 	m.node.Run()
 	m.grpc = api.NewServer(api.ServerConfig{
 		Backend:         (*backend)(m),
@@ -196,10 +203,12 @@ func Start(cfg Config) (*Member, error) {
 		Mover:           (*backend)(m),
 		Leases:          (*backend)(m),
 		Watch:           api.WatchConfig{Hub: m.hub, LeaderCheck: m.electionTimeout()},
+		Self:            m.self.Client,
 		Versions:        cfg.Versions,
 		Limits:          api.Limits{MaxTxnOps: cfg.MaxTxnOps, MaxRequestBytes: cfg.MaxRequestBytes},
 		MaxRequestBytes: cfg.MaxRequestBytes,
 	})
+	m.self.Serve(m.grpc)
 	go m.waitReady()
 	m.bg.Go(m.runLeases)
 	ok = true
@@ -524,6 +533,7 @@ func (m *Member) Stop() {
 		(*snapshotSource)(m).releasePinned()
 		m.app.Close()
 		m.grpc.Stop()
+		m.self.Close()
 		m.leaderConns.close()
 		if err := m.eng.Sync(); err != nil {
 			m.lg.Warn("sync state machine on stop", zap.Error(err))

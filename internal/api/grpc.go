@@ -8,6 +8,9 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	epb "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	lpb "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -33,7 +36,10 @@ type ServerConfig struct {
 	Mover      LeaderMover
 	Leases     Leases
 	// Watch, when its Hub is set, serves the Watch service.
-	Watch           WatchConfig
+	Watch WatchConfig
+	// Self, when set, is a client of this server (SelfClient); it serves
+	// the Lock and Election services.
+	Self            *clientv3.Client
 	Versions        Versions
 	Limits          Limits
 	MaxRequestBytes int
@@ -58,6 +64,10 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 	pb.RegisterKVServer(s, NewKV(cfg.Backend, cfg.Limits))
 	if cfg.Leases != nil {
 		pb.RegisterLeaseServer(s, NewLease(cfg.Backend, cfg.Leases))
+	}
+	if cfg.Self != nil {
+		lpb.RegisterLockServer(s, NewLock(cfg.Self))
+		epb.RegisterElectionServer(s, NewElection(cfg.Self))
 	}
 	if cfg.Watch.Hub != nil {
 		pb.RegisterWatchServer(s, NewWatch(cfg.Backend, cfg.Leader, cfg.Watch, cfg.MaxRequestBytes))
