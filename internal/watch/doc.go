@@ -25,8 +25,10 @@
 // has been compacted away is canceled with the compacted revision.
 //
 // Every watcher keeps next, the revision below which it has everything: a
-// synced watcher takes only events at or above it, so a catch-up read that
-// saw newer state than the hub was fed never causes repeats.
+// synced watcher takes only events at or above it. A catch-up read that saw
+// newer state than the hub was fed keeps only the revisions the hub has
+// (Commit brings the rest), so that no response runs ahead of the hub's
+// revision, which a later progress notification carries.
 //
 // # Streams
 //

@@ -54,12 +54,13 @@ func newIndex() *index {
 }
 
 func rangeID(begin []byte, end bound) string {
+	// A tag byte tells infinite ranges from finite ones, and begin and end
+	// are separated by a length prefix, so that distinct ranges never
+	// share an ID (and a group, whose bounds would then be wrong for one).
 	if end.inf {
-		return string(begin) + "\x00\x00inf"
+		return "\x01" + string(begin)
 	}
-	// begin and end are separated by a length prefix so that distinct
-	// pairs never share an ID.
-	return string(append(append(appendLen(nil, len(begin)), begin...), end.key...))
+	return string(append(append(appendLen([]byte{0}, len(begin)), begin...), end.key...))
 }
 
 func appendLen(dst []byte, n int) []byte {

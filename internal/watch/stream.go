@@ -161,7 +161,7 @@ func (s *Stream) Handle(req *pb.WatchRequest) {
 		}
 		s.dropLocked(w)
 		delete(s.watchers, w.id)
-		s.push(ctrlItem{resp: &pb.WatchResponse{WatchId: w.id, Canceled: true}})
+		s.push(ctrlItem{resp: &pb.WatchResponse{WatchId: w.id, Canceled: true, Header: &pb.ResponseHeader{Revision: h.rev}}})
 	case *pb.WatchRequest_ProgressRequest:
 		s.push(ctrlItem{progress: true})
 	}
@@ -225,10 +225,12 @@ func (s *Stream) createLocked(r *pb.WatchCreateRequest) {
 	}
 	s.watchers[w.id] = w
 	h.watchers++
-	if w.startRev == 0 {
-		w.startRev = h.rev + 1
-	}
+	// A start revision of 0 stays 0 (etcd's startRev): such a watcher is
+	// never ahead of the store, so progress reaches it at once.
 	w.next = w.startRev
+	if w.startRev == 0 {
+		w.next = h.rev + 1
+	}
 	if w.next > h.rev {
 		w.synced = true
 		h.synced.add(w)
@@ -345,11 +347,17 @@ func (s *Stream) collect() (out []*pb.WatchResponse, catchUp *watcher) {
 	return out, catchUp
 }
 
-// takePendingLocked hands out w's queued events. REQUIRES: h.mu.
+// takePendingLocked hands out w's queued events, at the revision through
+// which w then has everything: the hub's, or for a watcher that fell behind
+// the one before its next. REQUIRES: h.mu.
 func (s *Stream) takePendingLocked(out []*pb.WatchResponse, w *watcher) []*pb.WatchResponse {
 	evs := w.pending
 	w.pending, w.pendingBytes = nil, 0
-	return s.events(out, w, evs, s.h.rev)
+	rev := s.h.rev
+	if !w.synced {
+		rev = w.next - 1
+	}
+	return s.events(out, w, evs, rev)
 }
 
 // events appends the responses carrying evs to w, at header revision rev.
@@ -370,7 +378,16 @@ func (s *Stream) events(out []*pb.WatchResponse, w *watcher, evs []*mvccpb.Event
 		evs = cp
 	}
 	resp := &pb.WatchResponse{WatchId: w.id, Events: evs, Header: &pb.ResponseHeader{Revision: rev}}
-	if !w.fragment || s.opts.FragmentBytes <= 0 || len(evs) < 2 || proto.Size(resp) < s.opts.FragmentBytes {
+	if !w.fragment || s.opts.FragmentBytes <= 0 || len(evs) < 2 {
+		return append(out, resp)
+	}
+	// Measure with the header finish fills in, as etcd measures what it
+	// sends.
+	if s.opts.Header != nil {
+		resp.Header = s.opts.Header()
+		resp.Header.Revision = rev
+	}
+	if proto.Size(resp) < s.opts.FragmentBytes {
 		return append(out, resp)
 	}
 	return append(out, fragments(resp, s.opts.FragmentBytes)...)
@@ -488,18 +505,29 @@ func (s *Stream) catchUp(w *watcher) ([]*pb.WatchResponse, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch: catching up from revision %d: %w", from, err)
 	}
+	// The read may have seen batches the applier committed but has not
+	// yet handed to Commit: leave their revisions to Commit (w, synced at
+	// the hub's revision, takes them from there), so that nothing goes out
+	// ahead of the hub's revision, which a progress notification would
+	// then fall below.
+	through := min(er.Through, h.rev)
 	evs := er.Events[:0]
 	for _, ev := range er.Events {
+		if ev.Kv.ModRevision > through {
+			break
+		}
 		if w.matches(ev.Kv.Key) && !w.filtered(ev) {
 			evs = append(evs, ev)
 		}
 	}
-	return s.advanceLocked(w, evs, er.Through), nil
+	return s.advanceLocked(w, evs, through), nil
 }
 
 // advanceLocked records that w has its events through revision through
-// (evs), syncs it if that reaches the hub, and returns the responses.
-// REQUIRES: h.mu.
+// (evs), syncs it if that reaches the hub, and returns the responses at
+// header revision through: w has had everything up to it (as etcd's
+// responses to a watcher behind the store). REQUIRES: h.mu; through <=
+// h.rev.
 func (s *Stream) advanceLocked(w *watcher, evs []*mvccpb.Event, through int64) []*pb.WatchResponse {
 	h := s.h
 	w.next = through + 1
@@ -508,7 +536,7 @@ func (s *Stream) advanceLocked(w *watcher, evs []*mvccpb.Event, through int64) [
 	} else {
 		s.ready(w)
 	}
-	return s.events(nil, w, evs, max(h.rev, through))
+	return s.events(nil, w, evs, through)
 }
 
 func (s *Stream) syncLocked(w *watcher) {

@@ -17,8 +17,9 @@ type watcher struct {
 	isRange bool
 	// The create request's options.
 	noPut, noDelete, prevKV, progressNotify, fragment bool
-	// startRev is the requested start revision (0 resolved to the
-	// revision after creation).
+	// startRev is the requested start revision; 0 (from the revision
+	// after creation) stays 0, as in etcd, where a progress request never
+	// waits for such a watcher's start.
 	startRev int64
 
 	// next: every event of w below next has been queued or sent. A synced
