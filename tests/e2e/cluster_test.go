@@ -89,11 +89,16 @@ func TestThreeWritersSurviveLeaderKill(t *testing.T) {
 }
 
 // requireEqualHashKV fails the test unless every client's member hashes
-// the MVCC state at rev alike.
+// the MVCC state at rev alike. HashKV reads the member's local state, so
+// each member first serves a linearizable read: it has then applied every
+// write acknowledged before, rev's included.
 func requireEqualHashKV(ctx context.Context, t *testing.T, clients []*clientv3.Client, rev int64) {
 	t.Helper()
 	var hashes []uint32
 	for i, c := range clients {
+		if _, err := c.Get(ctx, "hashkv-barrier"); err != nil {
+			t.Fatalf("linearizable read on member %d: %v", i, err)
+		}
 		h, err := pb.NewMaintenanceClient(c.ActiveConnection()).HashKV(ctx, &pb.HashKVRequest{Revision: rev})
 		if err != nil {
 			t.Fatalf("HashKV on member %d: %v", i, err)
