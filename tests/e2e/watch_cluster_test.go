@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // TestWatchGuaranteesUnderFailover runs a concurrent write workload (puts,
@@ -333,5 +337,80 @@ func TestWatchRequireLeader(t *testing.T) {
 	r := <-clients[lone].Watch(clientv3.WithRequireLeader(ctx), "y")
 	if !errors.Is(r.Err(), rpctypes.ErrNoLeader) {
 		t.Fatalf("a new hasleader watch on a leaderless member: %v, want %v", r.Err(), rpctypes.ErrNoLeader)
+	}
+}
+
+// TestSlowWatcherBlocksNothing: on a real strata, one watch stream is not
+// read at all while 2000 puts of 4 KiB values go through (far beyond what
+// gRPC flow control buffers), and a second stream is read as usual. The
+// writes all succeed, the second watcher gets every event while the first
+// is stuck, and once the first is read it gets every event too, in order
+// and without gaps (it fell back to catching up from storage).
+func TestSlowWatcherBlocksNothing(t *testing.T) {
+	b := needSubject(t)
+	if b.SubjectName != "strata" {
+		t.Skip("exercises strata's watch hub")
+	}
+	ms := StartCluster(t, "slow", 1, MemberConfig{Binary: b.Subject})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cli := newEndpointClient(t, ms[0])
+	conn, err := grpc.NewClient(ms[0].Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	open := func() pb.Watch_WatchClient {
+		ws, err := pb.NewWatchClient(conn).Watch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ws.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{
+			CreateRequest: &pb.WatchCreateRequest{Key: []byte("s/"), RangeEnd: []byte("s0"), PrevKv: true}}}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := ws.Recv()
+		if err != nil || !r.Created {
+			t.Fatalf("create: %v %v", r, err)
+		}
+		return ws
+	}
+	slow, fast := open(), open()
+	start := int64(0)
+	if r, err := cli.Get(ctx, "s/"); err == nil {
+		start = r.Header.Revision + 1
+	}
+	collect := func(ws pb.Watch_WatchClient, name string, until int64) *WatchLog {
+		l := &WatchLog{Name: name, Key: "s/", End: "s0", Start: start, PrevKV: true}
+		for l.Reached() < until {
+			r, err := ws.Recv()
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			l.Resps = append(l.Resps, WatchRecord{Rev: r.Header.Revision, Events: r.Events})
+		}
+		return l
+	}
+	const puts = 2000
+	val := strings.Repeat("v", 4096)
+	var last int64
+	fastDone := make(chan *WatchLog, 1)
+	for i := range puts {
+		r, err := cli.Put(ctx, fmt.Sprintf("s/%03d", i%300), val+fmt.Sprint(i))
+		if err != nil {
+			t.Fatalf("put %d with a stuck watcher: %v", i, err)
+		}
+		last = r.Header.Revision
+		if i == 0 {
+			go func() { fastDone <- collect(fast, "fast watcher", start+puts-1) }()
+		}
+	}
+	fastLog := <-fastDone
+	slowLog := collect(slow, "slow watcher", last)
+	history := readHistory(ctx, t, cli, last)
+	for _, l := range []*WatchLog{fastLog, slowLog} {
+		if err := CheckWatch(l, history, last); err != nil {
+			t.Error(err)
+		}
 	}
 }
