@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -104,10 +105,16 @@ type EventRange struct {
 // Events reads back the events of the revisions from from on, in order:
 // whole revisions, at least one unless from is past the current revision,
 // then more until maxEvents events or maxBytes of keys and values are
-// reached. With withPrev each event carries the key's previous version
-// when history still holds it (it does not below the compacted revision).
-// A from below the compacted revision fails with rpctypes.ErrGRPCCompacted,
-// and the EventRange then carries Compacted.
+// reached. With withPrev each event carries the key's previous version,
+// except when the revision before the event's is compacted (etcd's read of
+// it then fails). A from below the compacted revision fails with
+// rpctypes.ErrGRPCCompacted, and the EventRange then carries Compacted.
+//
+// At the compacted revision C itself only what compaction keeps is an
+// event, as in etcd: a put that is its key's newest version at or below C.
+// A delete at C, and a put that the same txn then deleted, are not events
+// (compaction removes them, though the revision index keeps C's entries so
+// that a watch can start there).
 func (a *Applier) Events(from int64, maxEvents, maxBytes int, withPrev bool) (EventRange, error) {
 	t, snap, err := a.readView()
 	if err != nil {
@@ -135,7 +142,16 @@ func (a *Applier) Events(from int64, maxEvents, maxBytes int, withPrev bool) (Ev
 	var (
 		hk   []byte
 		size int
+		// atCompacted indexes the puts at the compacted revision by key,
+		// to drop one its txn deleted again (its slot becomes nil).
+		atCompacted map[string]int
 	)
+	done := func() EventRange {
+		if atCompacted != nil {
+			er.Events = slices.DeleteFunc(er.Events, func(ev *mvccpb.Event) bool { return ev == nil })
+		}
+		return er
+	}
 	for ok := ri.First(); ok; ok = ri.Next() {
 		main, sub, err := splitRevisionKey(ri.Key())
 		if err != nil {
@@ -148,19 +164,27 @@ func (a *Applier) Events(from int64, maxEvents, maxBytes int, withPrev bool) (Ev
 			// A new revision: stop before it if the previous ones fill
 			// the budget.
 			if len(er.Events) > 0 && (len(er.Events) >= maxEvents || size >= maxBytes) {
-				return er, nil
+				return done(), nil
 			}
 		}
+		er.Through = main
 		v := ri.Value()
 		if len(v) == 0 {
 			return EventRange{}, iterCorrupt(ri, errCorruptValue)
 		}
 		key := v[1:]
+		compacted := main <= t.compacted
 		ev := &mvccpb.Event{}
 		switch v[0] {
 		case kindPut:
 			ev.Type = mvccpb.PUT
 		case kindTombstone:
+			if compacted {
+				if i, ok := atCompacted[string(key)]; ok {
+					er.Events[i] = nil
+				}
+				continue
+			}
 			ev.Type = mvccpb.DELETE
 			ev.Kv = &mvccpb.KeyValue{Key: append([]byte(nil), key...), ModRevision: main}
 		default:
@@ -168,53 +192,63 @@ func (a *Applier) Events(from int64, maxEvents, maxBytes int, withPrev bool) (Ev
 		}
 		if ev.Type == mvccpb.PUT || withPrev {
 			hk = historyKey(hk[:0], key, main, sub)
-			if err := eventVersions(hi, hk, key, main, ev, withPrev); err != nil {
+			found, err := eventVersions(hi, hk, key, main, ev, withPrev && main-1 >= t.compacted)
+			if err != nil {
 				return EventRange{}, fmt.Errorf("applier: events at revision %d: %w", main, err)
 			}
+			if !found {
+				if !compacted {
+					return EventRange{}, fmt.Errorf("applier: events at revision %d: %w", main, errMissingVersion)
+				}
+				continue // removed by compaction
+			}
+		}
+		if compacted {
+			if atCompacted == nil {
+				atCompacted = map[string]int{}
+			}
+			atCompacted[string(key)] = len(er.Events)
 		}
 		size += len(ev.Kv.Key) + len(ev.Kv.Value)
 		er.Events = append(er.Events, ev)
-		er.Through = main
 	}
 	if err := ri.Error(); err != nil {
 		return EventRange{}, err
 	}
 	er.Through = t.beginRev
-	return er, nil
+	return done(), nil
 }
 
 // errMissingVersion reports a revision-index entry without its history
 // version.
 var errMissingVersion = errors.New("revision index names a version history lacks")
 
-// eventVersions fills ev from history: the put's KeyValue (at hk, which
-// must exist) and, with withPrev, the key's version as of the revision
-// before ev's (the first older history entry of the key below ev's main
-// revision, when it is a put), except for a creation, as etcd does.
-func eventVersions(hi Iterator, hk, key []byte, main int64, ev *mvccpb.Event, withPrev bool) error {
+// eventVersions fills ev from history: the put's KeyValue (at hk) and,
+// with withPrev, the key's version as of the revision before ev's (the
+// first older history entry of the key below ev's main revision, when it
+// is a put), except for a creation, as etcd does. It reports false when
+// history has no version at hk: for a put, compaction removed it.
+func eventVersions(hi Iterator, hk, key []byte, main int64, ev *mvccpb.Event, withPrev bool) (bool, error) {
 	if !hi.SeekGE(hk) || !bytes.Equal(hi.Key(), hk) {
-		if ev.Type == mvccpb.PUT {
-			if err := hi.Error(); err != nil {
-				return err
-			}
-			return errMissingVersion
+		if err := hi.Error(); err != nil {
+			return false, err
 		}
-		// A compacted tombstone: its revision-index entry outlives it
-		// (see compact.go), and so does nothing older.
-		return nil
+		// A tombstone needs nothing from history (compaction may have
+		// removed it, and then nothing older is left either).
+		return ev.Type == mvccpb.DELETE, nil
 	}
 	if ev.Type == mvccpb.PUT {
 		kv, err := historyKV(hi.Value(), key)
 		if err != nil {
-			return err
+			return false, err
 		}
 		ev.Kv = kv
 		if kv.Version == 1 {
-			return nil
+			return true, nil
 		}
 	}
 	if !withPrev {
-		return nil
+		return true, nil
 	}
 	prefix := hk[:len(hk)-revLen]
 	for hi.Next() {
@@ -223,22 +257,22 @@ func eventVersions(hi Iterator, hk, key []byte, main int64, ev *mvccpb.Event, wi
 			break
 		}
 		if _, m, _, err := splitHistoryKey(k); err != nil {
-			return err
+			return false, err
 		} else if m == main {
 			continue // an earlier write of the same txn
 		}
 		v := hi.Value()
 		if len(v) == 0 || v[0] != kindPut {
-			return nil
+			return true, nil
 		}
 		kv, err := historyKV(v, key)
 		if err != nil {
-			return err
+			return false, err
 		}
 		ev.PrevKv = kv
-		return nil
+		return true, nil
 	}
-	return hi.Error()
+	return true, hi.Error()
 }
 
 // historyKV decodes a history put value of key.

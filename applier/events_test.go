@@ -128,8 +128,10 @@ func compareEvents(t *testing.T, what string, got, want []*mvccpb.Event) {
 }
 
 // TestEventsCompacted: reading from below the compacted revision fails with
-// ErrCompacted; from the compacted revision itself it works, also once the
-// physical compactor has run (a watch may start at the compacted revision).
+// ErrCompacted; from the compacted revision itself it gives what etcd's
+// compaction keeps (the newest put of each key at or below it, without a
+// previous version, since the revision before is compacted), also once the
+// physical compactor has run and whatever its progress.
 func TestEventsCompacted(t *testing.T) {
 	e := newTestEnv(t, Config{CompactionChunk: 2})
 	for i := range 10 {
@@ -146,17 +148,62 @@ func TestEventsCompacted(t *testing.T) {
 		if !errors.Is(err, rpctypes.ErrGRPCCompacted) || er.Compacted != c {
 			t.Fatalf("Events(%d) after compacting %d: %v, compacted %d", c-1, c, err, er.Compacted)
 		}
-		er, err = e.a.Events(c, 100, 1<<20, true)
-		if err != nil {
+		if _, err = e.a.Events(c, 100, 1<<20, true); err != nil {
 			t.Fatalf("Events(%d) at the compacted revision: %v", c, err)
 		}
-		if len(er.Events) == 0 || er.Events[0].Kv.ModRevision != c {
-			t.Fatalf("Events(%d) = %v", c, er.Events)
+	}
+	e.apply(e.entry(&pb.InternalRaftRequest{Compaction: &pb.CompactionRequest{Revision: 6}})) // refused: already past
+	er, _ := e.a.Events(12, 100, 1<<20, true)
+	if len(er.Events) != 1 || er.Events[0].Type != mvccpb.PUT || string(er.Events[0].Kv.Value) != "again" {
+		t.Fatalf("events from a compacted delete: %v (the delete is compacted away, as in etcd)", er.Events)
+	}
+}
+
+// TestEventsAtCompactedRevision: a txn that puts a key and then deletes it
+// in a nested txn, compacted at its revision: neither write is an event
+// any more (both versions are removed), the other put of the txn still is,
+// without a previous version; the next revision's event keeps its previous
+// version (read at the compacted revision, which is allowed). Checked
+// before the physical compactor runs and after.
+func TestEventsAtCompactedRevision(t *testing.T) {
+	e := newTestEnv(t, Config{CompactionChunk: 1})
+	put := func(k, v string) *pb.RequestOp {
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(k), Value: []byte(v)}}}
+	}
+	e.apply(e.entry(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("a"), Value: []byte("a0")}})) // rev 2
+	e.apply(e.entry(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("b"), Value: []byte("b0")}})) // rev 3
+	nested := func(ops ...*pb.RequestOp) *pb.RequestOp {
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{Success: ops}}}
+	}
+	// etcd allows a put and a delete of one key in sibling nested txns.
+	txn := &pb.TxnRequest{Success: []*pb.RequestOp{
+		put("a", "a1"),
+		nested(put("b", "b1")),
+		nested(&pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte("b")}}}),
+	}}
+	e.apply(e.entry(&pb.InternalRaftRequest{Txn: txn}))                                                   // rev 4
+	e.apply(e.entry(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("a"), Value: []byte("a2")}})) // rev 5
+	if r := e.res[e.next]; r.Err != nil {
+		t.Fatalf("put: %v", r.Err)
+	}
+	if rev, _ := e.a.Rev(); rev != 5 {
+		t.Fatalf("revision %d, want 5 (is the nested delete refused?)", rev)
+	}
+	e.apply(e.entry(&pb.InternalRaftRequest{Compaction: &pb.CompactionRequest{Revision: 4}}))
+	check := func(when string) {
+		t.Helper()
+		er, err := e.a.Events(4, 100, 1<<20, true)
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if len(er.Events) != 2 || string(er.Events[0].Kv.Value) != "a1" || er.Events[0].PrevKv != nil ||
+			string(er.Events[1].Kv.Value) != "a2" || er.Events[1].PrevKv == nil || string(er.Events[1].PrevKv.Value) != "a1" {
+			t.Fatalf("%s: events from the compacted revision: %v", when, er.Events)
 		}
 	}
-	er, _ := e.a.Events(12, 100, 1<<20, true)
-	if len(er.Events) != 2 || er.Events[0].Type != mvccpb.DELETE || er.Events[0].PrevKv != nil ||
-		er.Events[1].Type != mvccpb.PUT || string(er.Events[1].Kv.Value) != "again" {
-		t.Fatalf("events from the compacted delete: %v", er.Events)
+	check("before physical compaction")
+	if err := e.a.WaitCompaction(t.Context(), 4); err != nil {
+		t.Fatal(err)
 	}
+	check("after physical compaction")
 }

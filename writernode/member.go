@@ -532,8 +532,12 @@ func (m *Member) Stop() {
 		m.peers.Close()
 		(*snapshotSource)(m).releasePinned()
 		m.app.Close()
-		m.grpc.Stop()
+		// The self client goes first: a Lock or Campaign waiting when
+		// the server stops cleans up through it with the client's own
+		// context, which only closing the client ends; grpc.Stop waits
+		// for that handler.
 		m.self.Close()
+		m.grpc.Stop()
 		m.leaderConns.close()
 		if err := m.eng.Sync(); err != nil {
 			m.lg.Warn("sync state machine on stop", zap.Error(err))

@@ -999,3 +999,32 @@ func TestResponseHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestCatchUpNotStarvedByBusyWatchers: a stream whose synced watcher gets
+// an event on every pass still moves its watcher from the past forward
+// (one catch-up step per pass), so it gets its events and the stream's
+// progress requests are answered again.
+func TestCatchUpNotStarvedByBusyWatchers(t *testing.T) {
+	e := newEnv(t, Config{RingEvents: 1, BatchEvents: 1})
+	for i := range 5 {
+		e.apply(put("old", fmt.Sprint(i)))
+	}
+	s := e.hub.NewStream(StreamOptions{})
+	defer s.Close()
+	create(s, &wreq{Key: []byte("hot")})
+	next(t, s)
+	create(s, &wreq{Key: []byte("old"), StartRevision: 1})
+	next(t, s)
+	got := 0
+	for round := 0; round < 50 && got < 5; round++ {
+		e.apply(put("hot", fmt.Sprint(round)))
+		for _, r := range next(t, s) {
+			if r.WatchId == 1 {
+				got += len(r.Events)
+			}
+		}
+	}
+	if got != 5 {
+		t.Fatalf("the watcher from the past got %d of its 5 events while the other was busy", got)
+	}
+}

@@ -263,19 +263,19 @@ func runRandomized(t *testing.T, seed int64) {
 func tryNext(t *testing.T, s *Stream) []*pb.WatchResponse {
 	for {
 		out, c := s.collect()
+		if c != nil {
+			more, err := s.catchUp(c)
+			if err != nil {
+				t.Error(err)
+				return nil
+			}
+			out = append(out, more...)
+		}
 		if len(out) > 0 {
 			return s.finish(out)
 		}
 		if c == nil {
 			return nil
-		}
-		out, err := s.catchUp(c)
-		if err != nil {
-			t.Error(err)
-			return nil
-		}
-		if len(out) > 0 {
-			return s.finish(out)
 		}
 	}
 }

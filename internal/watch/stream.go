@@ -245,16 +245,26 @@ func (s *Stream) createLocked(r *pb.WatchCreateRequest) {
 func (s *Stream) Next(ctx context.Context) ([]*pb.WatchResponse, error) {
 	for {
 		out, catchUp := s.collect()
+		if catchUp != nil {
+			// One catch-up step on every pass that handed out no control
+			// response, even when events are due: a stream whose synced
+			// watchers are busy must not starve its watchers that are
+			// behind. (Control responses go out on their own first, so
+			// that a created response does not wait for storage.)
+			more, err := s.catchUp(catchUp)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, more...)
+		}
 		if len(out) > 0 {
 			return s.finish(out), nil
 		}
 		if catchUp != nil {
-			out, err := s.catchUp(catchUp)
-			if err != nil {
+			// A catch-up step found nothing for the watcher: go on
+			// reading (bounded steps), unless the stream is gone.
+			if err := ctx.Err(); err != nil {
 				return nil, err
-			}
-			if len(out) > 0 {
-				return s.finish(out), nil
 			}
 			continue
 		}
@@ -288,8 +298,9 @@ func (s *Stream) finish(out []*pb.WatchResponse) []*pb.WatchResponse {
 }
 
 // collect takes what is due without reading storage: control responses,
-// then the queued events of ready watchers. It returns one watcher that
-// must catch up from storage when nothing else is due.
+// then the queued events of ready watchers. It also returns one watcher
+// that must catch up (the others stay on the ready list for the next
+// passes).
 func (s *Stream) collect() (out []*pb.WatchResponse, catchUp *watcher) {
 	h := s.h
 	h.mu.Lock()
@@ -297,7 +308,8 @@ func (s *Stream) collect() (out []*pb.WatchResponse, catchUp *watcher) {
 	if s.closed {
 		return nil, nil
 	}
-	if len(s.ctrl) > 0 {
+	ctrl := len(s.ctrl) > 0
+	if ctrl {
 		for i, c := range s.ctrl {
 			switch {
 			case c.progress:
@@ -332,17 +344,12 @@ func (s *Stream) collect() (out []*pb.WatchResponse, catchUp *watcher) {
 			continue
 		}
 		if !w.synced {
-			if catchUp == nil {
+			if catchUp == nil && !ctrl {
 				catchUp = w
 			} else {
 				s.ready(w)
 			}
 		}
-	}
-	if catchUp != nil && len(out) > 0 {
-		// Send what is due first; the catch-up comes next time.
-		s.ready(catchUp)
-		catchUp = nil
 	}
 	return out, catchUp
 }
@@ -484,7 +491,9 @@ func (s *Stream) catchUp(w *watcher) ([]*pb.WatchResponse, error) {
 		h.mu.Unlock()
 		return nil, nil
 	}
-	if w.next >= h.ringFrom {
+	// The ring serves revisions above the compacted one; from the
+	// compacted revision itself storage decides what survived compaction.
+	if w.next >= h.ringFrom && w.next > h.compacted {
 		evs, through := h.fromRing(w)
 		out := s.advanceLocked(w, evs, through)
 		h.mu.Unlock()
