@@ -27,6 +27,7 @@ import (
 
 // lockSide is one server of the side-by-side Lock/Election script.
 type lockSide struct {
+	kv       pb.KVClient
 	lock     lpb.LockClient
 	election epb.ElectionClient
 	lease    pb.LeaseClient
@@ -62,7 +63,7 @@ func TestLockElectionMatchEtcd(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close() })
-		sides[i] = &lockSide{lock: lpb.NewLockClient(conn), election: epb.NewElectionClient(conn), lease: pb.NewLeaseClient(conn)}
+		sides[i] = &lockSide{kv: pb.NewKVClient(conn), lock: lpb.NewLockClient(conn), election: epb.NewElectionClient(conn), lease: pb.NewLeaseClient(conn)}
 	}
 	leader := func(lease int64, key string, rev int64) *epb.LeaderKey {
 		return &epb.LeaderKey{Name: []byte("e"), Key: []byte(key), Rev: rev, Lease: lease}
@@ -86,7 +87,11 @@ func TestLockElectionMatchEtcd(t *testing.T) {
 		{"lock l with 0x200 while 0x100 holds it: times out", func(s *lockSide) (proto.Message, error) {
 			c, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 			defer cancel()
-			return s.lock.Lock(c, &lpb.LockRequest{Name: []byte("l"), Lease: 0x200})
+			resp, err := s.lock.Lock(c, &lpb.LockRequest{Name: []byte("l"), Lease: 0x200})
+			// The server withdraws the waiter's key after the call has
+			// failed: wait for that, so the revisions that follow agree.
+			waitKeys(ctx, t, s.kv, "l/", 1)
+			return resp, err
 		}},
 		{"unlock l", func(s *lockSide) (proto.Message, error) {
 			return s.lock.Unlock(ctx, &lpb.UnlockRequest{Key: []byte("l/100")})
@@ -132,7 +137,9 @@ func TestLockElectionMatchEtcd(t *testing.T) {
 		{"campaign with 0x200 while 0x100 leads: times out", func(s *lockSide) (proto.Message, error) {
 			c, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 			defer cancel()
-			return s.election.Campaign(c, &epb.CampaignRequest{Name: []byte("e"), Lease: 0x200, Value: []byte("w")})
+			resp, err := s.election.Campaign(c, &epb.CampaignRequest{Name: []byte("e"), Lease: 0x200, Value: []byte("w")})
+			waitKeys(ctx, t, s.kv, "e/", 1)
+			return resp, err
 		}},
 		{"resign", func(s *lockSide) (proto.Message, error) {
 			l, err := s.election.Leader(ctx, &epb.LeaderRequest{Name: []byte("e")})
@@ -161,6 +168,25 @@ func TestLockElectionMatchEtcd(t *testing.T) {
 		tr.add(st.name, out[0])
 		if d := Diff("etcd", out[0], "strata", out[1]); d != "" {
 			t.Errorf("step %d (%s):\n%s", i, st.name, d)
+		}
+	}
+}
+
+// waitKeys waits until n keys have prefix p.
+func waitKeys(ctx context.Context, t *testing.T, kv pb.KVClient, p string, n int64) {
+	t.Helper()
+	for {
+		r, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte(p), RangeEnd: []byte(clientv3.GetPrefixRangeEnd(p)), CountOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Count == n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d keys under %q, waited for %d", r.Count, p, n)
+		case <-time.After(10 * time.Millisecond): // polls the key count
 		}
 	}
 }
