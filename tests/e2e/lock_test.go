@@ -405,7 +405,7 @@ func TestEtcdctlLockElectMatchEtcd(t *testing.T) {
 	b := needSubject(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lease := regexp.MustCompile(`/[0-9a-f]{16}`)
+	lease := regexp.MustCompile(`/[0-9a-f]{6,16}\b`) // lease IDs print in hex without leading zeros
 	run := func(m *Member, args ...string) string {
 		r, err := Etcdctl(ctx, b.Etcdctl, []string{m.Endpoint()}, "", args...)
 		if err != nil {
