@@ -7,4 +7,28 @@
 // the watch events read back agree across the two engines (tested). Commits
 // skip fsync as on writers; a file that fails bbolt's check after a power
 // loss is to be replaced by a snapshot from a writer.
+//
+// # A reader without a raft WAL: what has to give
+//
+// A reader's raft log need not survive it for the cluster's sake (learners
+// do not vote, and every entry it holds is on a quorum of writers). But
+// raft's leader never moves a follower's next index below its match index
+// + 1 (tracker.Progress.MaybeDecrTo treats a rejection at or below match as
+// stale): a learner that acknowledged entries and then lost them in a
+// restart is sent appends from past its log forever. A learner acknowledges
+// entries as soon as it has stored them, and under load it always holds
+// some it has not applied (the commit index reaches it one round later), so
+// after a kill it has nearly always lost acknowledged entries.
+//
+// Holding acknowledgements until entries are applied does not work either:
+// heartbeats carry min(commit, match), so a learner whose match does not
+// move never learns the commit index once appends stop.
+//
+// The plan is therefore: the reader keeps its log in memory and restarts
+// raft at its engine's applied index; when the leader's appends start past
+// its log, it pulls the missing committed entries from a writer over the
+// peer API (or, when the writers have released them, installs a snapshot
+// as after a wipe) and appends them before answering. This repair path is
+// the same one a reader needs to recover from a lost or corrupt bbolt file,
+// so no WAL is kept.
 package readernode
