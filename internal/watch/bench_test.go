@@ -51,7 +51,11 @@ func benchHub(b *testing.B, streams, perStream int, key func(i int) []byte, rang
 
 func benchCommit(b *testing.B, h *Hub, ss []*Stream, key func(n int) []byte, wantPerCommit int) {
 	ev := func(rev int64, k []byte) *mvccpb.Event {
-		return &mvccpb.Event{Type: mvccpb.PUT, Kv: &mvccpb.KeyValue{Key: k, Value: make([]byte, 128), ModRevision: rev, CreateRevision: rev, Version: 1}}
+		// An update, as most are: it carries the previous version, which
+		// these watchers (no prev_kv) must not get.
+		return &mvccpb.Event{Type: mvccpb.PUT,
+			Kv:     &mvccpb.KeyValue{Key: k, Value: make([]byte, 128), ModRevision: rev, CreateRevision: 1, Version: rev},
+			PrevKv: &mvccpb.KeyValue{Key: k, Value: make([]byte, 128), ModRevision: rev - 1, CreateRevision: 1, Version: rev - 1}}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -142,7 +142,9 @@ func (h *Hub) Commit(c applier.Commit) {
 }
 
 // fanOut queues ev (of revision rev) for the synced watchers it matches.
+// Watchers that did not ask for prev_kv share one copy of ev without it.
 func (h *Hub) fanOut(rev int64, ev *mvccpb.Event) {
+	var bare *mvccpb.Event
 	h.synced.match(ev.Kv.Key, func(w *watcher) {
 		if rev < w.next || w.filtered(ev) {
 			return
@@ -151,8 +153,15 @@ func (h *Hub) fanOut(rev int64, ev *mvccpb.Event) {
 			w.revStart = len(w.pending)
 			h.touched = append(h.touched, w)
 		}
-		w.pending = append(w.pending, ev)
-		w.pendingBytes += eventSize(ev)
+		e := ev
+		if !w.prevKV && ev.PrevKv != nil {
+			if bare == nil {
+				bare = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
+			}
+			e = bare
+		}
+		w.pending = append(w.pending, e)
+		w.pendingBytes += eventSize(e)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -373,9 +374,10 @@ func (s *Stream) events(out []*pb.WatchResponse, w *watcher, evs []*mvccpb.Event
 		return out
 	}
 	w.progressDue = false
-	if !w.prevKV {
+	if !w.prevKV && slices.ContainsFunc(evs, func(ev *mvccpb.Event) bool { return ev.PrevKv != nil }) {
 		// Events are shared between watchers: strip the previous
-		// version on a copy.
+		// version on a copy (queued events come stripped already; those
+		// read back for catch-up may not).
 		stripped := make([]mvccpb.Event, len(evs))
 		cp := make([]*mvccpb.Event, len(evs))
 		for i, ev := range evs {
