@@ -67,7 +67,7 @@ func putMember(b Batch, m *pb.Member) error {
 
 // validateMembershipChange decides, deterministically, whether a committed
 // conf change is accepted, with etcd's rules and errors: adding an existing
-// member or a peer URL already in use, more learners than allowed,
+// member or a peer URL already in use, more learners not yet started than allowed,
 // removing or updating an unknown member. A rejected change becomes a
 // no-op on every member; err is only for storage failures.
 func validateMembershipChange(r Reader, cc raftpb.ConfChangeI, maxLearners int) (reject, err error) {
@@ -83,7 +83,11 @@ func validateMembershipChange(r Reader, cc raftpb.ConfChangeI, maxLearners int) 
 	learners := 0
 	for _, m := range members {
 		byID[m.ID] = m
-		if m.IsLearner {
+		// Only learners that have not started yet count (a started member
+		// has published its name): strata's readers are learners that
+		// serve for good, and etcd's bound is meant for learners catching
+		// up. See docs/compat.md.
+		if m.IsLearner && m.Name == "" {
 			learners++
 		}
 	}

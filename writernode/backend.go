@@ -3,6 +3,7 @@ package writernode
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -115,6 +116,9 @@ func (b *backend) Status() api.MemberStatus {
 		DBSize:           es.SizeBytes,
 		DBSizeInUse:      es.LiveBytes,
 		DBSizeQuota:      b.cfg.QuotaBytes,
+	}
+	if cs := b.app.Applied().ConfState; cs != nil && slices.Contains(cs.GetLearners(), b.id.MemberID) {
+		ms.IsLearner = true
 	}
 	if st.Lead == 0 {
 		ms.Errors = append(ms.Errors, rpctypes.ErrNoLeader.Error())

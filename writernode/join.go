@@ -16,8 +16,8 @@ import (
 // learns who it is: it asks the other members named in --initial-cluster,
 // over their peer URLs, for the member list (etcd's Cluster.MemberList is
 // served there too), and finds the member MemberAdd created for its own
-// peer URLs.
-func joinIdentity(ctx context.Context, name string, initial map[string][]string) (*identity, error) {
+// peer URLs. A reader must have been added as a learner.
+func joinIdentity(ctx context.Context, name string, initial map[string][]string, reader bool) (*identity, error) {
 	self, ok := initial[name]
 	if !ok {
 		return nil, fmt.Errorf("couldn't find local name %q in the initial cluster configuration", name)
@@ -38,6 +38,9 @@ func joinIdentity(ctx context.Context, name string, initial map[string][]string)
 				id.Members = append(id.Members, InitialMember{Name: m.Name, ID: m.ID, PeerURLs: m.PeerURLs})
 				if sameURLs(m.PeerURLs, self) {
 					id.MemberID = m.ID
+					if reader && !m.IsLearner {
+						return nil, fmt.Errorf("member %x with peer URLs %v was added as a voter; a reader joins as a learner (etcdctl member add %s --learner --peer-urls=...)", m.ID, self, name)
+					}
 				}
 			}
 			if id.MemberID == 0 {

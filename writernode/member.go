@@ -60,6 +60,12 @@ type Config struct {
 	PeerCompression string
 	// WatchProgressInterval is --watch-progress-notify-interval.
 	WatchProgressInterval time.Duration
+	// OpenEngine opens the state machine's engine in the member's
+	// directory; nil: Pebble (a writer's). A reader passes bbolt.
+	OpenEngine func(dir string) (applier.Engine, error)
+	// Reader is --role=reader: the member must have been added as a
+	// learner, and stays one.
+	Reader bool
 
 	Versions api.Versions
 	Logger   *zap.Logger
@@ -75,7 +81,7 @@ type Member struct {
 	cfg  Config
 	lg   *zap.Logger
 	id   *identity
-	eng  *PebbleEngine
+	eng  applier.Engine
 	wal  *wal.WAL
 	app  *applier.Applier
 	node *pipeline.Node
@@ -229,7 +235,7 @@ func (m *Member) openStorage() error {
 			return fmt.Errorf("data dir %s has a WAL but no %s: refusing to guess who this member is", m.cfg.DataDir, identityFile)
 		}
 		if m.cfg.JoinExisting {
-			id, err = joinIdentity(context.Background(), m.cfg.Name, m.cfg.InitialCluster)
+			id, err = joinIdentity(context.Background(), m.cfg.Name, m.cfg.InitialCluster, m.cfg.Reader)
 		} else {
 			id, err = newIdentity(m.cfg.Name, m.cfg.InitialCluster, m.cfg.InitialClusterToken)
 		}
@@ -241,7 +247,11 @@ func (m *Member) openStorage() error {
 		}
 	}
 	m.id = id
-	if m.eng, err = OpenPebble(filepath.Join(dir, "pebble"), PebbleOptions{}); err != nil {
+	open := m.cfg.OpenEngine
+	if open == nil {
+		open = func(dir string) (applier.Engine, error) { return OpenPebble(filepath.Join(dir, "pebble"), PebbleOptions{}) }
+	}
+	if m.eng, err = open(dir); err != nil {
 		return fmt.Errorf("open state machine: %w", err)
 	}
 	m.app, err = applier.New(applier.Config{
@@ -508,6 +518,9 @@ func (m *Member) Health(ctx context.Context, serializable bool) error {
 
 // HasLeader reports whether the member knows a leader.
 func (m *Member) HasLeader() bool { return (*backend)(m).HasLeader() }
+
+// IsLearner reports whether the member is a raft learner now.
+func (m *Member) IsLearner() bool { return (*backend)(m).Status().IsLearner }
 
 // Stop stops the member. Callers of its services get etcd's "server
 // stopped": the proposer fails waiting writes, the node fails waiting reads,

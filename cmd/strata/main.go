@@ -11,19 +11,33 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
 	"github.com/stratakv/strata/internal/config"
 	"github.com/stratakv/strata/internal/logutil"
 	"github.com/stratakv/strata/internal/serve"
 	"github.com/stratakv/strata/internal/version"
+	"github.com/stratakv/strata/readernode"
 	"github.com/stratakv/strata/writernode"
 )
+
+// openEngine returns how a member of role opens its state machine: a
+// reader's is bbolt (member/bolt.db), a writer's the default (Pebble).
+func openEngine(role config.Role) func(dir string) (applier.Engine, error) {
+	if role != config.RoleReader {
+		return nil
+	}
+	return func(dir string) (applier.Engine, error) {
+		return readernode.OpenBolt(filepath.Join(dir, "bolt.db"), readernode.BoltOptions{})
+	}
+}
 
 // minWatchProgressInterval is the shortest progress notification interval
 // etcd accepts; a shorter --watch-progress-notify-interval is raised to it.
@@ -57,8 +71,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	defer lg.Sync()
 	cfg.LogNotices(lg)
-	if cfg.Role != config.RoleWriter {
-		fmt.Fprintf(stderr, "strata: --role=%s is not available yet; only writer members can run today\n", cfg.Role)
+	if cfg.Role == config.RoleReader && cfg.IsNewCluster() {
+		fmt.Fprintf(stderr, "strata: a reader joins a running cluster: add it with `etcdctl member add %s --learner --peer-urls=...` and start it with --initial-cluster-state=existing\n", cfg.Name)
 		return 2
 	}
 	if err := serveMember(cfg, lg); err != nil {
@@ -125,6 +139,8 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		NoStrictReconfigCheck: !cfg.StrictReconfigCheck,
 		PeerCompression:       cfg.PeerCompression,
 		WatchProgressInterval: max(cfg.WatchProgressNotifyInterval, minWatchProgressInterval),
+		Reader:                cfg.Role == config.RoleReader,
+		OpenEngine:            openEngine(cfg.Role),
 		Versions:              api.Versions{Server: version.EtcdServer, Storage: version.Storage},
 		Logger:                lg,
 	})
@@ -217,9 +233,17 @@ func httpHandler(cfg *config.Config, m *writernode.Member) http.Handler {
 	linearizableRead := serve.Check{Name: serve.CheckLinearizableRead, Run: func(ctx context.Context) error {
 		return withTimeout(ctx, false)
 	}}
-	// No corruption checks exist yet and a writer is never a learner: both
-	// checks pass, as they do on a healthy etcd voter.
+	// No corruption checks exist yet: that check passes, as on a healthy
+	// etcd member. etcd's learners are not ready; strata's readers are
+	// learners that serve, and are (a writer added as a learner, to be
+	// promoted, is not, as in etcd).
 	pass := func(context.Context) error { return nil }
+	nonLearner := func(context.Context) error {
+		if cfg.Role == config.RoleWriter && m.IsLearner() {
+			return errors.New("is learner")
+		}
+		return nil
+	}
 	mux := http.NewServeMux()
 	serve.Endpoints{
 		Health: health,
@@ -228,7 +252,7 @@ func httpHandler(cfg *config.Config, m *writernode.Member) http.Handler {
 			{Name: serve.CheckDataCorruption, Run: pass},
 			serializableRead,
 			linearizableRead,
-			{Name: serve.CheckNonLearner, Run: pass},
+			{Name: serve.CheckNonLearner, Run: nonLearner},
 		},
 		Versions: func() serve.Versions {
 			return serve.Versions{Server: version.EtcdServer, Cluster: version.EtcdCluster, Storage: version.Storage}

@@ -222,6 +222,47 @@ func startStrataCluster(t *testing.T, prefix string, extra ...string) (*Binaries
 	return b, ms, clients
 }
 
+// joinLearner adds a learner named name to the cluster of ms through c
+// (MemberAdd --learner), starts it with --initial-cluster-state=existing and
+// the extra flags, and waits until it is ready.
+func joinLearner(ctx context.Context, t *testing.T, b *Binaries, ms []*Member, c *clientv3.Client, name string, extra ...string) (*Member, *clientv3.MemberAddResponse) {
+	t.Helper()
+	ports, err := FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &Member{tb: t, Name: name, Binary: b.Subject, ClientPort: ports[0], PeerPort: ports[1],
+		env: []string{"PATH=" + os.Getenv("PATH")}}
+	j.DataDir = filepath.Join(t.TempDir(), name+".data")
+	j.logPath = filepath.Join(filepath.Dir(j.DataDir), name+".log")
+	if d := os.Getenv("STRATA_E2E_LOGDIR"); d != "" {
+		j.logPath = filepath.Join(d, t.Name()+"-"+name+".log")
+	}
+	add, err := c.MemberAddAsLearner(ctx, []string{j.PeerURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var initial []string
+	for _, m := range append(slices.Clone(ms), j) {
+		initial = append(initial, m.Name+"="+m.PeerURL())
+	}
+	j.Args = append([]string{
+		"--name=" + name, "--data-dir=" + j.DataDir,
+		"--listen-client-urls=" + j.ClientURL(), "--advertise-client-urls=" + j.ClientURL(),
+		"--listen-peer-urls=" + j.PeerURL(), "--initial-advertise-peer-urls=" + j.PeerURL(),
+		"--initial-cluster=" + strings.Join(initial, ","),
+		"--initial-cluster-state=existing",
+	}, extra...)
+	if err := j.start(); err != nil {
+		t.Fatal(err)
+	}
+	j.registerCleanup()
+	if err := j.waitReady(readyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	return j, add
+}
+
 func lastLines(b []byte, n int) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if len(lines) > n {
@@ -248,39 +289,7 @@ func TestFourthVoterJoinsAndLeaves(t *testing.T) {
 		}
 	}
 
-	ports, err := FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j := &Member{tb: t, Name: "j3", Binary: b.Subject, ClientPort: ports[0], PeerPort: ports[1],
-		env: []string{"PATH=" + os.Getenv("PATH")}}
-	j.DataDir = filepath.Join(t.TempDir(), "j3.data")
-	j.logPath = filepath.Join(filepath.Dir(j.DataDir), "j3.log")
-	if d := os.Getenv("STRATA_E2E_LOGDIR"); d != "" {
-		j.logPath = filepath.Join(d, t.Name()+"-j3.log")
-	}
-	add, err := clients[0].MemberAddAsLearner(ctx, []string{j.PeerURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var initial []string
-	for _, m := range append(ms, j) {
-		initial = append(initial, m.Name+"="+m.PeerURL())
-	}
-	j.Args = append([]string{
-		"--name=j3", "--data-dir=" + j.DataDir,
-		"--listen-client-urls=" + j.ClientURL(), "--advertise-client-urls=" + j.ClientURL(),
-		"--listen-peer-urls=" + j.PeerURL(), "--initial-advertise-peer-urls=" + j.PeerURL(),
-		"--initial-cluster=" + strings.Join(initial, ","),
-		"--initial-cluster-state=existing",
-	}, extra...)
-	if err := j.start(); err != nil {
-		t.Fatal(err)
-	}
-	j.registerCleanup()
-	if err := j.waitReady(readyTimeout); err != nil {
-		t.Fatal(err)
-	}
+	j, add := joinLearner(ctx, t, b, ms, clients[0], "j3", extra...)
 	// Promote through a follower. Until the learner has caught up the
 	// leader refuses with etcd's "not in sync" error; that is the only
 	// error allowed, and the learner must catch up within the bound.
