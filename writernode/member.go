@@ -249,7 +249,9 @@ func (m *Member) openStorage() error {
 	m.id = id
 	open := m.cfg.OpenEngine
 	if open == nil {
-		open = func(dir string) (applier.Engine, error) { return OpenPebble(filepath.Join(dir, "pebble"), PebbleOptions{}) }
+		open = func(dir string) (applier.Engine, error) {
+			return OpenPebble(filepath.Join(dir, "pebble"), PebbleOptions{})
+		}
 	}
 	if m.eng, err = open(dir); err != nil {
 		return fmt.Errorf("open state machine: %w", err)
