@@ -193,10 +193,22 @@ func (m *Member) startTransport() error {
 	t.Register(m.peerGRPC)
 	// Joiners ask the peer URLs for the member list (join.go).
 	pb.RegisterClusterServer(m.peerGRPC, api.NewCluster((*backend)(m), (*backend)(m)))
-	for _, im := range m.id.Members {
-		if im.ID != m.id.MemberID {
-			t.AddPeer(im.ID, im.PeerURLs)
-			m.linked = append(m.linked, im.ID)
+	// Link to the members the state machine knows (those added since the
+	// cluster began included: a restarted member hears of them through no
+	// new conf change); before anything is applied, to the identity's.
+	members, err := m.app.Members()
+	if err != nil {
+		return err
+	}
+	if len(members) == 0 {
+		for _, im := range m.id.Members {
+			members = append(members, &pb.Member{ID: im.ID, PeerURLs: im.PeerURLs})
+		}
+	}
+	for _, mem := range members {
+		if mem.ID != m.id.MemberID {
+			t.AddPeer(mem.ID, mem.PeerURLs)
+			m.linked = append(m.linked, mem.ID)
 		}
 	}
 	return nil

@@ -133,4 +133,32 @@ func TestReadersServeLinearizably(t *testing.T) {
 		t.Error(err)
 	}
 	requireEqualHashKV(ctx, t, append(slices.Clone(clients), rclients...), last)
+
+	// The whole cluster stops and starts again: the members added after
+	// it began (both readers) are linked to again, with no conf change to
+	// remind anyone of them.
+	all := append(slices.Clone(ms), readers...)
+	for _, m := range all {
+		if err := m.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var restart sync.WaitGroup
+	errs := make(chan error, len(all))
+	for _, m := range all {
+		restart.Go(func() { errs <- m.Restart() })
+	}
+	restart.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("restart of the whole cluster: %v", err)
+		}
+	}
+	for i, r := range readers {
+		c := newEndpointClient(t, r)
+		if g, err := c.Get(ctx, "x/049"); err != nil || len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "after-kill-99" {
+			t.Fatalf("reader %d after the whole cluster restarted: %v %v", i, g, err)
+		}
+	}
 }
