@@ -125,7 +125,7 @@ func newEndpointClient(t *testing.T, m *Member) *clientv3.Client {
 // leaderIndex returns the index of the member that the members agree leads,
 // waiting (bounded) for them to agree: right after a leader change a
 // follower may not have heard from the new leader yet.
-func leaderIndex(ctx context.Context, t *testing.T, clients []*clientv3.Client) int {
+func leaderIndex(ctx context.Context, t testing.TB, clients []*clientv3.Client) int {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -225,7 +225,7 @@ func startStrataCluster(t *testing.T, prefix string, extra ...string) (*Binaries
 // joinLearner adds a learner named name to the cluster of ms through c
 // (MemberAdd --learner), starts it with --initial-cluster-state=existing and
 // the extra flags, and waits until it is ready.
-func joinLearner(ctx context.Context, t *testing.T, b *Binaries, ms []*Member, c *clientv3.Client, name string, extra ...string) (*Member, *clientv3.MemberAddResponse) {
+func joinLearner(ctx context.Context, t testing.TB, b *Binaries, ms []*Member, c *clientv3.Client, name string, extra ...string) (*Member, *clientv3.MemberAddResponse) {
 	t.Helper()
 	ports, err := FreePorts(2)
 	if err != nil {
