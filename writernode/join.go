@@ -64,16 +64,22 @@ func memberListAt(ctx context.Context, peerURL string) (*pb.MemberListResponse, 
 // peer URL.
 func callPeerCluster[R any](ctx context.Context, peerURL string, call func(pb.ClusterClient) (R, error)) (R, error) {
 	var zero R
-	u, err := url.Parse(peerURL)
-	if err != nil {
-		return zero, err
-	}
-	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dialPeer(peerURL)
 	if err != nil {
 		return zero, err
 	}
 	defer conn.Close()
 	return call(pb.NewClusterClient(conn))
+}
+
+// dialPeer returns a client connection to the gRPC server on a member's
+// peer URL.
+func dialPeer(peerURL string) (*grpc.ClientConn, error) {
+	u, err := url.Parse(peerURL)
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
 func sameURLs(a, b []string) bool {

@@ -156,6 +156,13 @@ func Start(cfg Config) (*Member, error) {
 	if err := m.openStorage(); err != nil {
 		return nil, err
 	}
+	if cfg.Reader && m.id.Joined && m.app.Applied().Index == 0 {
+		// A new or wiped reader starts from the leader's snapshot
+		// (seed.go).
+		if err := m.seed(context.Background()); err != nil {
+			return nil, err
+		}
+	}
 	start, err := m.recover()
 	if err != nil {
 		return nil, err

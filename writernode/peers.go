@@ -191,8 +191,10 @@ func (m *Member) startTransport() error {
 	m.peers = t
 	m.peerGRPC = grpc.NewServer(t.ServerOptions()...)
 	t.Register(m.peerGRPC)
-	// Joiners ask the peer URLs for the member list (join.go).
+	// Joiners ask the peer URLs for the member list (join.go), readers
+	// for a seed snapshot (seed.go).
 	pb.RegisterClusterServer(m.peerGRPC, api.NewCluster((*backend)(m), (*backend)(m)))
+	m.peerGRPC.RegisterService(&seedDesc, (*seedServer)(m))
 	// Link to the members the state machine knows (those added since the
 	// cluster began included: a restarted member hears of them through no
 	// new conf change); before anything is applied, to the identity's.
