@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/stratakv/strata/applier"
 )
@@ -50,10 +53,12 @@ func OpenBolt(path string, opts BoltOptions) (*BoltEngine, error) {
 		opts.Timeout = 10 * time.Second
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:         opts.Timeout,
-		NoSync:          true,
-		NoFreelistSync:  true,
-		FreelistType:    bolt.FreelistMapType,
+		Timeout:      opts.Timeout,
+		NoSync:       true,
+		FreelistType: bolt.FreelistMapType,
+		// The freelist is written with each commit rather than rebuilt
+		// by scanning every page on open: bbolt's scan panics in its own
+		// goroutines on a corrupt page, which no caller could survive.
 		InitialMmapSize: opts.InitialMmapSize,
 	})
 	if err != nil {
@@ -69,17 +74,33 @@ func OpenBolt(path string, opts BoltOptions) (*BoltEngine, error) {
 	return &BoltEngine{db: db}, nil
 }
 
-// Check verifies the file's page structure (bbolt's consistency check),
-// reporting the first problem found.
-func (e *BoltEngine) Check() error {
-	return e.db.View(func(tx *bolt.Tx) error {
-		var first error
-		for err := range tx.Check() { // drained: the checker sends them all
-			if first == nil {
-				first = err
-			}
+// Check walks every key of the file in order, which visits every page
+// of the bucket's tree, and reports corruption (a page bbolt's assertions
+// reject, a fault in the memory map, keys out of order, or a missing
+// bucket) as ErrCorruptEngine. bbolt's own Tx.Check is not used: it
+// panics in goroutines of its own on some corruptions, which would kill
+// the process.
+func (e *BoltEngine) Check() (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrCorruptEngine, r)
 		}
-		return first
+	}()
+	return e.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketName)
+		if b == nil {
+			return fmt.Errorf("%w: the strata bucket is missing", ErrCorruptEngine)
+		}
+		var prev []byte
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if prev != nil && bytes.Compare(prev, k) >= 0 {
+				return fmt.Errorf("%w: key %q after %q", ErrCorruptEngine, k, prev)
+			}
+			prev = append(prev[:0], k...)
+		}
+		return nil
 	})
 }
 
@@ -278,3 +299,49 @@ func (it *boltIter) Key() []byte   { return it.k }
 func (it *boltIter) Value() []byte { return it.v }
 func (it *boltIter) Error() error  { return nil }
 func (it *boltIter) Close() error  { return nil }
+
+// ErrCorruptEngine reports a bbolt file that cannot be trusted: it fails to
+// open as a database, or bbolt's consistency check.
+var ErrCorruptEngine = errors.New("bbolt state machine is corrupt")
+
+// OpenBoltRepairing opens the engine at path like OpenBolt and checks its
+// consistency. A corrupt file (after a power loss: commits skip fsync) is
+// moved aside to path+".corrupt" and an empty engine opened in its place,
+// which the member then seeds from the leader's snapshot; onCorrupt hears
+// why. Other failures (the file is locked by another process, say) are
+// returned.
+func OpenBoltRepairing(path string, opts BoltOptions, onCorrupt func(error)) (*BoltEngine, error) {
+	e, err := openBoltGuarded(path, opts)
+	switch {
+	case err == nil:
+		if err = e.Check(); err == nil {
+			return e, nil
+		}
+		e.Close()
+	case errors.Is(err, ErrCorruptEngine):
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		err = fmt.Errorf("%w: %v", ErrCorruptEngine, err)
+	default:
+		return nil, err
+	}
+	if onCorrupt != nil {
+		onCorrupt(err)
+	}
+	if rerr := os.Rename(path, path+".corrupt"); rerr != nil {
+		return nil, fmt.Errorf("%v; moving it aside: %w", err, rerr)
+	}
+	return OpenBolt(path, opts)
+}
+
+// openBoltGuarded is OpenBolt that turns a panic or memory fault on a
+// corrupt file (in bbolt's reading of its meta and root pages) into
+// ErrCorruptEngine.
+func openBoltGuarded(path string, opts BoltOptions) (e *BoltEngine, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrCorruptEngine, r)
+		}
+	}()
+	return OpenBolt(path, opts)
+}

@@ -2,7 +2,9 @@ package readernode
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -145,5 +147,70 @@ func requireSameKeySpace(t *testing.T, a, b applier.Engine) {
 	}
 	if oka != okb {
 		t.Fatalf("after %d keys one engine has more (pebble %v, bbolt %v)", n, oka, okb)
+	}
+}
+
+// TestOpenBoltRepairingReplacesACorruptFile: a file whose pages were
+// overwritten is moved aside and replaced by an empty engine (the member
+// then seeds it); a healthy file opens as it is.
+func TestOpenBoltRepairingReplacesACorruptFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.bolt")
+	e, err := OpenBolt(path, BoltOptions{InitialMmapSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.NewBatch()
+	for i := range 2000 {
+		if err := b.Set(fmt.Appendf(nil, "k/%05d", i), bytes.Repeat([]byte("v"), 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if err := e.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+
+	var heard error
+	e, err = OpenBoltRepairing(path, BoltOptions{InitialMmapSize: 1 << 20}, func(err error) { heard = err })
+	if err != nil || heard != nil {
+		t.Fatalf("healthy file: %v, corrupt %v", err, heard)
+	}
+	snap := e.NewSnapshot()
+	if v, err := snap.Get([]byte("k/01000")); err != nil || len(v) != 100 {
+		t.Fatalf("healthy file lost its data: %q %v", v, err)
+	}
+	snap.Close()
+	e.Close()
+
+	// Overwrite the pages after the meta pages with garbage.
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	junk := bytes.Repeat([]byte{0xAB}, int(st.Size())-16384)
+	if _, err := f.WriteAt(junk, 16384); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	e, err = OpenBoltRepairing(path, BoltOptions{InitialMmapSize: 1 << 20}, func(err error) { heard = err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if !errors.Is(heard, ErrCorruptEngine) {
+		t.Fatalf("corruption not reported: %v", heard)
+	}
+	snap = e.NewSnapshot()
+	defer snap.Close()
+	if _, err := snap.Get([]byte("k/01000")); !errors.Is(err, applier.ErrNotFound) {
+		t.Fatalf("the replacement engine is not empty: %v", err)
+	}
+	if _, err := os.Stat(path + ".corrupt"); err != nil {
+		t.Fatalf("the corrupt file was not kept aside: %v", err)
 	}
 }

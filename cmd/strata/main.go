@@ -29,13 +29,19 @@ import (
 )
 
 // openEngine returns how a member of role opens its state machine: a
-// reader's is bbolt (member/bolt.db), a writer's the default (Pebble).
-func openEngine(role config.Role) func(dir string) (applier.Engine, error) {
+// reader's is bbolt (member/bolt.db), moved aside and replaced by an empty
+// one (which the member seeds from the leader) when it is corrupt; a
+// writer's the default (Pebble).
+func openEngine(role config.Role, lg *zap.Logger) func(dir string) (applier.Engine, error) {
 	if role != config.RoleReader {
 		return nil
 	}
 	return func(dir string) (applier.Engine, error) {
-		return readernode.OpenBolt(filepath.Join(dir, "bolt.db"), readernode.BoltOptions{})
+		path := filepath.Join(dir, "bolt.db")
+		return readernode.OpenBoltRepairing(path, readernode.BoltOptions{}, func(err error) {
+			lg.Warn("the state machine is corrupt; moving it aside and seeding a new one from the leader",
+				zap.String("path", path), zap.Error(err))
+		})
 	}
 }
 
@@ -140,7 +146,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		PeerCompression:       cfg.PeerCompression,
 		WatchProgressInterval: max(cfg.WatchProgressNotifyInterval, minWatchProgressInterval),
 		Reader:                cfg.Role == config.RoleReader,
-		OpenEngine:            openEngine(cfg.Role),
+		OpenEngine:            openEngine(cfg.Role, lg),
 		Versions:              api.Versions{Server: version.EtcdServer, Storage: version.Storage},
 		Logger:                lg,
 	})
