@@ -25,7 +25,8 @@ import (
 //   - writes sent to a reader succeed;
 //   - Status says learner;
 //   - after kill -9, writes elsewhere, and a restart, a reader catches up;
-//   - a reader whose data dir is wiped seeds itself from the leader;
+//   - a reader whose data dir is wiped, or whose bbolt file is corrupted,
+//     seeds itself from the leader;
 //
 // and HashKV agrees on all five.
 func TestReadersServeLinearizably(t *testing.T) {
@@ -143,6 +144,24 @@ func TestReadersServeLinearizably(t *testing.T) {
 		last = r.Header.Revision
 	}
 
+	// Its bbolt file corrupted (pages overwritten while it was down), it
+	// moves the file aside and seeds a new one.
+	if err := readers[0].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	corruptFile(t, filepath.Join(readers[0].DataDir, "member", "bolt.db"), 16384)
+	if err := readers[0].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if out := string(readers[0].Output()); !strings.Contains(out, "the state machine is corrupt") ||
+		!strings.Contains(out, "seeded the state machine from the leader") {
+		t.Fatalf("the corrupted reader did not reseed itself; log:\n%s", lastLines(readers[0].Output(), 20))
+	}
+	rclients[0] = newEndpointClient(t, readers[0])
+	if g, err := rclients[0].Get(ctx, "x/048"); err != nil || len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "through-the-reseeded-reader" {
+		t.Fatalf("reader after its file was corrupted: %v %v", g, err)
+	}
+
 	// The watch has every event through the last write.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -191,5 +210,25 @@ func TestReadersServeLinearizably(t *testing.T) {
 		if g, err := c.Get(ctx, "x/049"); err != nil || len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "after-wipe" {
 			t.Fatalf("reader %d after the whole cluster restarted: %v %v", i, g, err)
 		}
+	}
+}
+
+// corruptFile overwrites everything in path from offset on with garbage.
+func corruptFile(t *testing.T, path string, offset int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() <= offset {
+		t.Fatalf("%s has only %d bytes", path, st.Size())
+	}
+	if _, err := f.WriteAt([]byte(strings.Repeat("\xab", int(st.Size()-offset))), offset); err != nil {
+		t.Fatal(err)
 	}
 }
