@@ -232,3 +232,45 @@ func corruptFile(t *testing.T, path string, offset int64) {
 		t.Fatal(err)
 	}
 }
+
+// TestFiveReaders: five readers join three writers one after another
+// (etcd's one-learner default counts only learners not yet started), each
+// serves a linearizable read of a write acknowledged by the leader, and
+// HashKV agrees on all eight members.
+func TestFiveReaders(t *testing.T) {
+	b, ms, clients := startStrataCluster(t, "f")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var rclients []*clientv3.Client
+	for i := range 5 {
+		r, _ := joinLearner(ctx, t, b, ms, clients[0], fmt.Sprintf("reader%d", i), append(fastRaft, "--role=reader")...)
+		rclients = append(rclients, newEndpointClient(t, r))
+	}
+	leader := leaderIndex(ctx, t, clients)
+	var last int64
+	for i, c := range rclients {
+		p, err := clients[leader].Put(ctx, "five", fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = p.Header.Revision
+		g, err := c.Get(ctx, "five")
+		if err != nil || len(g.Kvs) != 1 || string(g.Kvs[0].Value) != fmt.Sprint(i) {
+			t.Fatalf("reader %d: %v %v", i, g, err)
+		}
+	}
+	list, err := clients[0].MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	learners := 0
+	for _, m := range list.Members {
+		if m.IsLearner {
+			learners++
+		}
+	}
+	if len(list.Members) != 8 || learners != 5 {
+		t.Fatalf("member list: %d members, %d learners", len(list.Members), learners)
+	}
+	requireEqualHashKV(ctx, t, append(slices.Clone(clients), rclients...), last)
+}
