@@ -156,14 +156,20 @@ func Start(cfg Config) (*Member, error) {
 	if err := m.openStorage(); err != nil {
 		return nil, err
 	}
+	hs, marker, ents, err := m.wal.ReadAll()
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Reader && m.id.Joined && m.app.Applied().Index == 0 {
 		// A new or wiped reader starts from the leader's snapshot
-		// (seed.go).
-		if err := m.seed(context.Background()); err != nil {
+		// (seed.go), at least as far as its own log says was committed,
+		// so that the log it kept (if only the state machine was lost)
+		// continues the snapshot.
+		if err := m.seed(context.Background(), max(marker.Index, hs.GetCommit())); err != nil {
 			return nil, err
 		}
 	}
-	start, err := m.recover()
+	start, err := m.recover(hs, ents)
 	if err != nil {
 		return nil, err
 	}
@@ -300,15 +306,11 @@ func (m *Member) closeStorage() {
 }
 
 // recover computes where raft restarts: the applied state of the engine
-// and the WAL entries after it. A member whose engine holds nothing yet
+// and the WAL entries after it (hs and ents are the WAL's). A member whose engine holds nothing yet
 // (new, or crashed before its bootstrap reached the engine) first applies
 // the initial membership as entries 1..n of term 1 — the same entries on
 // every member of the new cluster.
-func (m *Member) recover() (pipeline.StartState, error) {
-	hs, _, ents, err := m.wal.ReadAll()
-	if err != nil {
-		return pipeline.StartState{}, err
-	}
+func (m *Member) recover(hs *raftpb.HardState, ents []*raftpb.Entry) (pipeline.StartState, error) {
 	if m.app.Applied().Index == 0 && !m.id.Joined {
 		if err := m.bootstrap(); err != nil {
 			return pipeline.StartState{}, fmt.Errorf("bootstrap: %w", err)

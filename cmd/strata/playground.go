@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -137,7 +138,14 @@ Ctrl-C stops the cluster; run it again to restart it with the same data.
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigc)
-	stopStart()
+	// A signal from here on reaches sigc too; one that came after the last
+	// reader started reached only the start context.
+	if startCtx.Err() != nil {
+		stopAll()
+		fmt.Fprintln(stdout, "strata playground: stopping")
+		return 0
+	}
+	stopStart() // (which cancels startCtx)
 	exited := make(chan string, len(ms))
 	for _, m := range ms {
 		go func() {
@@ -223,8 +231,8 @@ func startReader(ctx context.Context, r *member, writers []*member, dataDir, sel
 		defer c.Close()
 		for {
 			_, err = c.MemberAddAsLearner(ctx, []string{r.peer})
-			if err == nil {
-				break
+			if err == nil || errors.Is(err, rpctypes.ErrPeerURLExist) {
+				break // added now, or by an earlier run that stopped before the reader started
 			}
 			if ctx.Err() != nil {
 				return fmt.Errorf("add as a learner: %w", err)

@@ -96,3 +96,57 @@ func BenchmarkReaderReads(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReaderSeed measures how long a new reader takes to join a
+// cluster holding STRATA_BENCH_SEED_MB MiB of values (default 64; the
+// issue's figure is 1024): from `member add --learner` to ready, which is
+// the leader streaming its state machine (zstd) and the reader installing
+// it into bbolt. b.N is ignored beyond the first iteration's join.
+//
+//	STRATA_BENCH_SEED_MB=1024 go test -run=NONE -bench=ReaderSeed -benchtime=1x -timeout=30m ./tests/e2e/
+func BenchmarkReaderSeed(b *testing.B) {
+	mb := benchEnv("STRATA_BENCH_SEED_MB", 64)
+	bins := needSubject(b)
+	if bins.SubjectName != "strata" {
+		b.Skip("readers are strata's")
+	}
+	ms := StartCluster(b, "sb", 3, MemberConfig{Binary: bins.Subject, ExtraArgs: append(fastRaft, "--quota-backend-bytes=17179869184")})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{ms[0].Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	// Load: txns of 100 puts of 8 KiB (about 800 KiB each), 4 at a time.
+	val := strings.Repeat("s", 8<<10)
+	txns := mb * (1 << 20) / (100 * len(val))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(txns) {
+					return
+				}
+				ops := make([]clientv3.Op, 100)
+				for j := range ops {
+					ops[j] = clientv3.OpPut(fmt.Sprintf("seed/%06d/%03d", i, j), val)
+				}
+				if _, err := c.Txn(ctx).Then(ops...).Commit(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ResetTimer()
+	start := time.Now()
+	_, _ = joinLearner(ctx, b, bins, ms, c, "reader0", append(fastRaft, "--role=reader")...)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(elapsed.Seconds(), "seconds-to-ready")
+	b.ReportMetric(float64(mb)/elapsed.Seconds(), "MiB/s")
+}
