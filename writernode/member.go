@@ -66,6 +66,9 @@ type Config struct {
 	// Reader is --role=reader: the member must have been added as a
 	// learner, and stays one.
 	Reader bool
+	// HashCheckInterval is how often a reader compares its HashKV with
+	// the leader's (hashcheck.go); 0: never.
+	HashCheckInterval time.Duration
 
 	Versions api.Versions
 	Logger   *zap.Logger
@@ -230,6 +233,9 @@ func Start(cfg Config) (*Member, error) {
 	m.self.Serve(m.grpc)
 	go m.waitReady()
 	m.bg.Go(m.runLeases)
+	if cfg.Reader && cfg.HashCheckInterval > 0 {
+		m.bg.Go(func() { m.runHashCheck(cfg.HashCheckInterval) })
+	}
 	ok = true
 	return m, nil
 }

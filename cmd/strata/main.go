@@ -45,6 +45,18 @@ func openEngine(role config.Role, lg *zap.Logger) func(dir string) (applier.Engi
 	}
 }
 
+// readerHashCheck is how often a reader compares its HashKV with the
+// leader's: --corrupt-check-time when set, else every five minutes.
+func readerHashCheck(cfg *config.Config) time.Duration {
+	if cfg.Role != config.RoleReader {
+		return 0
+	}
+	if cfg.CorruptCheckTime > 0 {
+		return cfg.CorruptCheckTime
+	}
+	return 5 * time.Minute
+}
+
 // minWatchProgressInterval is the shortest progress notification interval
 // etcd accepts; a shorter --watch-progress-notify-interval is raised to it.
 const minWatchProgressInterval = 100 * time.Millisecond
@@ -81,7 +93,19 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "strata: a reader joins a running cluster: add it with `etcdctl member add %s --learner --peer-urls=...` and start it with --initial-cluster-state=existing\n", cfg.Name)
 		return 2
 	}
-	if err := serveMember(cfg, lg); err != nil {
+	err = serveMember(cfg, lg)
+	for cfg.Role == config.RoleReader && errors.Is(err, writernode.ErrCorruptStateMachine) {
+		// A reader whose state machine disagrees with the leader's moves
+		// it aside and starts again: it seeds a new one.
+		path := filepath.Join(cfg.DataDir, "member", "bolt.db")
+		if rerr := os.Rename(path, path+".corrupt"); rerr != nil {
+			err = fmt.Errorf("%w; moving it aside: %v", err, rerr)
+			break
+		}
+		lg.Warn("moved the corrupt state machine aside; starting again to seed a new one", zap.String("path", path))
+		err = serveMember(cfg, lg)
+	}
+	if err != nil {
 		// One line, on stderr, for the operator; the log has the details.
 		lg.Warn("strata stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "strata: %v\n", err)
@@ -146,6 +170,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		PeerCompression:       cfg.PeerCompression,
 		WatchProgressInterval: max(cfg.WatchProgressNotifyInterval, minWatchProgressInterval),
 		Reader:                cfg.Role == config.RoleReader,
+		HashCheckInterval:     readerHashCheck(cfg),
 		OpenEngine:            openEngine(cfg.Role, lg),
 		Versions:              api.Versions{Server: version.EtcdServer, Storage: version.Storage},
 		Logger:                lg,
@@ -213,7 +238,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		return nil
 	case <-m.Done():
 		shutdown()
-		return fmt.Errorf("member stopped: %v", m.Err())
+		return fmt.Errorf("member stopped: %w", m.Err())
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/stratakv/strata/readernode"
 )
 
 // TestReadersServeLinearizably: three writers and two readers (learners on
@@ -273,4 +275,78 @@ func TestFiveReaders(t *testing.T) {
 		t.Fatalf("member list: %d members, %d learners", len(list.Members), learners)
 	}
 	requireEqualHashKV(ctx, t, append(slices.Clone(clients), rclients...), last)
+}
+
+// TestReaderHashMismatchReseeds: a reader whose bbolt file was altered
+// while it was down, in a way its integrity walk cannot see (one history
+// value rewritten, well formed), finds that its HashKV differs from the
+// leader's (--corrupt-check-time=1s), moves the file aside, seeds a new one
+// and serves again, with HashKV equal to the writers'.
+func TestReaderHashMismatchReseeds(t *testing.T) {
+	b, ms, clients := startStrataCluster(t, "hm")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, _ := joinLearner(ctx, t, b, ms, clients[0], "reader0", append(fastRaft, "--role=reader", "--corrupt-check-time=1s")...)
+	rc := newEndpointClient(t, r)
+	var last int64
+	for i := range 20 {
+		p, err := clients[0].Put(ctx, fmt.Sprintf("h/%02d", i), "value")
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = p.Header.Revision
+	}
+	if g, err := rc.Get(ctx, "h/19"); err != nil || len(g.Kvs) != 1 {
+		t.Fatalf("reader: %v %v", g, err)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	alterHistoryValue(t, filepath.Join(r.DataDir, "member", "bolt.db"))
+	if err := r.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// The check runs every second: wait for the reseed (bounded).
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(string(r.Output()), "seeded the state machine from the leader") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reseed after the hash mismatch; log:\n%s", lastLines(r.Output(), 20))
+		}
+		time.Sleep(100 * time.Millisecond) // polls the reader's log
+	}
+	if !strings.Contains(string(r.Output()), "hashes differently from the leader") {
+		t.Fatalf("reseeded without a hash mismatch; log:\n%s", lastLines(r.Output(), 20))
+	}
+	rc = newEndpointClient(t, r)
+	requireEqualHashKV(ctx, t, append(slices.Clone(clients), rc), last)
+}
+
+// alterHistoryValue rewrites the last byte of the first history value in
+// a reader's bbolt file (keys under "h/" in the applier's layout), keeping
+// it well formed.
+func alterHistoryValue(t *testing.T, path string) {
+	t.Helper()
+	e, err := readernode.OpenBolt(path, readernode.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b := e.NewBatch()
+	defer b.Close()
+	it, err := b.NewIter([]byte("h/"), []byte("h0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !it.First() {
+		t.Fatal("no history in the reader's file")
+	}
+	k, v := slices.Clone(it.Key()), slices.Clone(it.Value())
+	it.Close()
+	v[len(v)-1] ^= 0x01
+	if err := b.Set(k, v); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
 }
