@@ -56,8 +56,9 @@ type Config struct {
 	// NoStrictReconfigCheck is etcd's --strict-reconfig-check=false.
 	NoStrictReconfigCheck bool
 	// PeerCompression compresses raft traffic to peers: "none", "s2" or
-	// "zstd".
-	PeerCompression string
+	// "zstd". LearnerCompression, when set, is used for links to
+	// learners (readers) instead.
+	PeerCompression, LearnerCompression string
 	// WatchProgressInterval is --watch-progress-notify-interval.
 	WatchProgressInterval time.Duration
 	// OpenEngine opens the state machine's engine in the member's
@@ -559,6 +560,7 @@ func (m *Member) Stop() {
 		m.node.Stop()
 		m.bg.Wait()
 		m.peerGRPC.Stop()
+		m.logLinkTotals()
 		m.peers.Close()
 		(*snapshotSource)(m).releasePinned()
 		m.app.Close()

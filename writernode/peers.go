@@ -209,11 +209,23 @@ func (m *Member) startTransport() error {
 	}
 	for _, mem := range members {
 		if mem.ID != m.id.MemberID {
-			t.AddPeer(mem.ID, mem.PeerURLs)
+			m.addPeer(mem)
 			m.linked = append(m.linked, mem.ID)
 		}
 	}
 	return nil
+}
+
+// addPeer links to mem (a no-op for a known peer). Links to learners (the
+// readers) use Config.LearnerCompression when it is set.
+func (m *Member) addPeer(mem *pb.Member) {
+	var opts transport.PeerOptions
+	if mem.IsLearner && m.cfg.LearnerCompression != "" {
+		opts.Compression = transport.Compression(m.cfg.LearnerCompression)
+	}
+	if err := m.peers.AddPeerWith(mem.ID, mem.PeerURLs, opts); err != nil {
+		m.lg.Warn("cannot link to peer", zap.String("peer", idString(mem.ID)), zap.Strings("urls", mem.PeerURLs), zap.Error(err))
+	}
 }
 
 // refreshPeers links to members added since, and unlinks removed ones,
@@ -229,7 +241,7 @@ func (m *Member) refreshPeers() {
 			continue
 		}
 		want[mem.ID] = true
-		m.peers.AddPeer(mem.ID, mem.PeerURLs) // a no-op for a known peer
+		m.addPeer(mem)
 	}
 	for _, id := range m.linked {
 		if !want[id] {
@@ -249,4 +261,22 @@ func (m *Member) PeerGRPCServer() *grpc.Server { return m.peerGRPC }
 // listeners beside PeerGRPCServer (see internal/serve).
 func (m *Member) PeerProtocol() *serve.Protocol {
 	return &serve.Protocol{Preface: transport.RawPreface, Serve: m.peers.ServeConn}
+}
+
+// logLinkTotals logs what the member sent on each peer link since it
+// started: what an operator (and the reader benchmarks) can tell the cost of
+// a peer, a reader especially, by until metrics are exported.
+func (m *Member) logLinkTotals() {
+	learners := map[uint64]bool{}
+	if members, err := m.app.Members(); err == nil {
+		for _, mem := range members {
+			learners[mem.ID] = mem.IsLearner
+		}
+	}
+	for id, pm := range m.peers.Metrics().Peers {
+		m.lg.Info("peer link totals", zap.String("peer", idString(id)), zap.Bool("learner", learners[id]),
+			zap.Uint64("frames", pm.FramesSent), zap.Uint64("messages", pm.MessagesSent),
+			zap.Uint64("body-bytes", pm.BodyBytesSent), zap.Uint64("wire-bytes", pm.WireBytesSent),
+			zap.Uint64("dropped", pm.MessagesDropped), zap.Uint64("snapshots", pm.SnapshotsSent))
+	}
 }

@@ -45,6 +45,16 @@ func openEngine(role config.Role, lg *zap.Logger) func(dir string) (applier.Engi
 	}
 }
 
+// learnerCompression is the compression of raft traffic to readers:
+// zstd, unless --peer-compression was set, which then applies to every
+// link (see docs/performance.md for the ratios on Kubernetes-like data).
+func learnerCompression(cfg *config.Config) string {
+	if cfg.ExplicitlySet["peer-compression"] {
+		return ""
+	}
+	return "zstd"
+}
+
 // readerHashCheck is how often a reader compares its HashKV with the
 // leader's: --corrupt-check-time when set, else every five minutes.
 func readerHashCheck(cfg *config.Config) time.Duration {
@@ -168,6 +178,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		UnsafeNoFsync:         cfg.UnsafeNoFsync,
 		NoStrictReconfigCheck: !cfg.StrictReconfigCheck,
 		PeerCompression:       cfg.PeerCompression,
+		LearnerCompression:    learnerCompression(cfg),
 		WatchProgressInterval: max(cfg.WatchProgressNotifyInterval, minWatchProgressInterval),
 		Reader:                cfg.Role == config.RoleReader,
 		HashCheckInterval:     readerHashCheck(cfg),

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/stratakv/strata/applier"
+	"github.com/stratakv/strata/perf/workload"
 )
 
 // BenchmarkCompressK8sJSON measures what the peer link's compression does
@@ -36,8 +36,8 @@ func BenchmarkCompressK8sJSON(b *testing.B) {
 		var ents []raftpb.Entry
 		for i := range perFrame {
 			r := &pb.InternalRaftRequest{ID: uint64(i + 1), Put: &pb.PutRequest{
-				Key:   fmt.Appendf(nil, "/registry/pods/default/%s", podName(rng)),
-				Value: podJSON(rng),
+				Key:   fmt.Appendf(nil, "/registry/pods/default/%s", workload.PodName(rng)),
+				Value: workload.PodJSON(rng),
 			}}
 			data, err := proto.Marshal(r)
 			if err != nil {
@@ -79,83 +79,6 @@ func BenchmarkCompressK8sJSON(b *testing.B) {
 	}
 }
 
-// podJSON returns a pod object shaped like what kube-apiserver stores
-// (as JSON; it stores protobuf by default, JSON for CRDs).
-func podJSON(rng *rand.Rand) []byte {
-	name := podName(rng)
-	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC).Add(time.Duration(rng.IntN(86400)) * time.Second).Format(time.RFC3339)
-	ip := fmt.Sprintf("10.%d.%d.%d", rng.IntN(256), rng.IntN(256), rng.IntN(256))
-	pod := map[string]any{
-		"apiVersion": "v1",
-		"kind":       "Pod",
-		"metadata": map[string]any{
-			"name": name, "namespace": "default", "uid": uid(rng), "resourceVersion": fmt.Sprint(rng.IntN(1 << 30)),
-			"creationTimestamp": now,
-			"labels":            map[string]string{"app": "web", "pod-template-hash": fmt.Sprintf("%x", rng.Uint32()), "tier": "frontend"},
-			"annotations":       map[string]string{"kubernetes.io/config.seen": now, "prometheus.io/scrape": "true", "prometheus.io/port": "9090"},
-			"ownerReferences": []map[string]any{{
-				"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-" + fmt.Sprintf("%x", rng.Uint32()),
-				"uid": uid(rng), "controller": true, "blockOwnerDeletion": true,
-			}},
-		},
-		"spec": map[string]any{
-			"containers": []map[string]any{{
-				"name": "web", "image": "registry.example.com/web:1.27.3",
-				"ports":     []map[string]any{{"containerPort": 8080, "protocol": "TCP"}},
-				"resources": map[string]any{"limits": map[string]string{"cpu": "500m", "memory": "256Mi"}, "requests": map[string]string{"cpu": "100m", "memory": "128Mi"}},
-				"env":       []map[string]string{{"name": "POD_NAME", "value": name}, {"name": "LOG_LEVEL", "value": "info"}},
-				"volumeMounts": []map[string]any{{
-					"name": "kube-api-access-" + name[len(name)-5:], "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
-				}},
-				"terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File", "imagePullPolicy": "IfNotPresent",
-			}},
-			"restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
-			"serviceAccountName": "default", "nodeName": fmt.Sprintf("node-%03d", rng.IntN(500)), "schedulerName": "default-scheduler",
-			"tolerations": []map[string]any{
-				{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-				{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-			},
-		},
-		"status": map[string]any{
-			"phase": "Running", "hostIP": ip, "podIP": ip, "startTime": now, "qosClass": "Burstable",
-			"conditions": []map[string]any{
-				{"type": "Initialized", "status": "True", "lastTransitionTime": now},
-				{"type": "Ready", "status": "True", "lastTransitionTime": now},
-				{"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-				{"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-			},
-			"containerStatuses": []map[string]any{{
-				"name": "web", "ready": true, "restartCount": rng.IntN(3), "image": "registry.example.com/web:1.27.3",
-				"imageID":     "registry.example.com/web@sha256:" + fmt.Sprintf("%016x%016x%016x%016x", rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64()),
-				"containerID": "containerd://" + fmt.Sprintf("%016x%016x%016x%016x", rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64()),
-				"state":       map[string]any{"running": map[string]string{"startedAt": now}},
-			}},
-		},
-	}
-	b, err := json.Marshal(pod)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
-func podName(rng *rand.Rand) string {
-	const alnum = "bcdfghjklmnpqrstvwxz2456789"
-	b := []byte("web-")
-	for range 10 {
-		b = append(b, alnum[rng.IntN(len(alnum))])
-	}
-	b = append(b, '-')
-	for range 5 {
-		b = append(b, alnum[rng.IntN(len(alnum))])
-	}
-	return string(b)
-}
-
-func uid(rng *rand.Rand) string {
-	return fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", rng.Uint32(), rng.Uint32()&0xffff, rng.Uint32()&0xffff, rng.Uint32()&0xffff, rng.Uint64()&0xffffffffffff)
-}
-
 // BenchmarkCompressK8sJSONStream is BenchmarkCompressK8sJSON's single-entry
 // frames through one zstd stream per link (the encoder's window carries
 // over, each frame flushed on its own): what a reader link could send if
@@ -172,7 +95,7 @@ func BenchmarkCompressK8sJSONStream(b *testing.B) {
 			raw := 0
 			for i := range bodies {
 				r := &pb.InternalRaftRequest{ID: uint64(i + 1), Put: &pb.PutRequest{
-					Key: fmt.Appendf(nil, "/registry/pods/default/%s", podName(rng)), Value: podJSON(rng),
+					Key: fmt.Appendf(nil, "/registry/pods/default/%s", workload.PodName(rng)), Value: workload.PodJSON(rng),
 				}}
 				data, err := proto.Marshal(r)
 				if err != nil {

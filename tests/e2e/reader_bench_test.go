@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,7 +13,34 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/stratakv/strata/perf/workload"
 )
+
+// readerBenchCluster starts three writers (fastRaft), a client on each and
+// one reader, for the reader benchmarks; it skips unless strata is the
+// subject. Everything stops with the benchmark.
+func readerBenchCluster(b *testing.B, prefix string) (context.Context, []*Member, []*clientv3.Client, *Member) {
+	b.Helper()
+	bins := needSubject(b)
+	if bins.SubjectName != "strata" {
+		b.Skip("readers are strata's")
+	}
+	ms := StartCluster(b, prefix, 3, MemberConfig{Binary: bins.Subject, ExtraArgs: fastRaft})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	b.Cleanup(cancel)
+	clients := make([]*clientv3.Client, 3)
+	for i, m := range ms {
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		clients[i] = c
+	}
+	reader, _ := joinLearner(ctx, b, bins, ms, clients[0], "reader0", append(fastRaft, "--role=reader")...)
+	return ctx, ms, clients, reader
+}
 
 // BenchmarkReaderReads: three writers and one reader on this machine, 1,000
 // keys of 1 KiB; single-key Gets from 32 concurrent clients on one member,
@@ -23,23 +52,7 @@ import (
 //
 //	go test -run=NONE -bench=ReaderReads -benchtime=20000x ./tests/e2e/
 func BenchmarkReaderReads(b *testing.B) {
-	bins := needSubject(b)
-	if bins.SubjectName != "strata" {
-		b.Skip("readers are strata's")
-	}
-	ms := StartCluster(b, "rb", 3, MemberConfig{Binary: bins.Subject, ExtraArgs: fastRaft})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	clients := make([]*clientv3.Client, 3)
-	for i, m := range ms {
-		c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		clients[i] = c
-	}
-	reader, _ := joinLearner(ctx, b, bins, ms, clients[0], "reader0", append(fastRaft, "--role=reader")...)
+	ctx, ms, clients, reader := readerBenchCluster(b, "rb")
 	val := strings.Repeat("v", 1024)
 	for i := range 1000 {
 		if _, err := clients[0].Put(ctx, fmt.Sprintf("rb/%04d", i), val); err != nil {
@@ -149,4 +162,72 @@ func BenchmarkReaderSeed(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(elapsed.Seconds(), "seconds-to-ready")
 	b.ReportMetric(float64(mb)/elapsed.Seconds(), "MiB/s")
+}
+
+// BenchmarkReaderLinkBytes: three writers and one reader, b.N puts of
+// Kubernetes-like pod JSON (about 2.5 KiB each) through the leader from 16
+// clients; then the leader is stopped and its log's per-link totals read.
+// Reports, for the link to the reader (zstd, strata's default for readers)
+// and to a follower writer (uncompressed by default), wire bytes per put
+// and wire/raw: what a reader costs the leader in bytes on the wire, with
+// and without compression, in the same run.
+//
+//	go test -run=NONE -bench=ReaderLinkBytes -benchtime=20000x ./tests/e2e/
+func BenchmarkReaderLinkBytes(b *testing.B) {
+	ctx, ms, clients, _ := readerBenchCluster(b, "lb")
+	leader := leaderIndex(ctx, b, clients)
+	rng := rand.New(rand.NewPCG(3, 4))
+	pods := make([][2]string, b.N)
+	for i := range pods {
+		pods[i] = [2]string{"/registry/pods/default/" + workload.PodName(rng), string(workload.PodJSON(rng))}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				if _, err := clients[leader].Put(ctx, pods[i][0], pods[i][1]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	if err := ms[leader].Stop(); err != nil {
+		b.Fatal(err)
+	}
+	type totals struct{ body, wire float64 }
+	var reader, writer totals
+	for _, line := range strings.Split(string(ms[leader].Output()), "\n") {
+		if !strings.Contains(line, `"peer link totals"`) {
+			continue
+		}
+		var rec struct {
+			Learner bool    `json:"learner"`
+			Body    float64 `json:"body-bytes"`
+			Wire    float64 `json:"wire-bytes"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			b.Fatal(err)
+		}
+		if rec.Learner {
+			reader = totals{rec.Body, rec.Wire}
+		} else if writer.wire == 0 {
+			writer = totals{rec.Body, rec.Wire}
+		}
+	}
+	if reader.wire == 0 || writer.wire == 0 {
+		b.Fatalf("no link totals in the leader's log")
+	}
+	b.ReportMetric(reader.wire/float64(b.N), "reader-wire-B/put")
+	b.ReportMetric(reader.wire/reader.body, "reader-wire/raw")
+	b.ReportMetric(writer.wire/float64(b.N), "writer-wire-B/put")
+	b.ReportMetric(writer.wire/writer.body, "writer-wire/raw")
 }
