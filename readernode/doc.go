@@ -24,11 +24,11 @@
 // heartbeats carry min(commit, match), so a learner whose match does not
 // move never learns the commit index once appends stop.
 //
-// The plan is therefore: the reader keeps its log in memory and restarts
-// raft at its engine's applied index; when the leader's appends start past
-// its log, it pulls the missing committed entries from a writer over the
-// peer API (or, when the writers have released them, installs a snapshot
-// as after a wipe) and appends them before answering. This repair path is
-// the same one a reader needs to recover from a lost or corrupt bbolt file,
-// so no WAL is kept.
+// So a reader without a WAL needs a repair path at every restart: pull the
+// missing committed entries from a writer, or a whole snapshot. The
+// snapshot form exists (writernode/seed.go: a reader whose state machine is
+// empty, lost or corrupt seeds it from the leader, which first applies
+// what the reader's old incarnation acknowledged); re-seeding on every
+// restart would cost far more than the WAL saves. Readers therefore keep
+// the WAL for now; dropping it waits for an entry-level repair.
 package readernode
