@@ -1,12 +1,18 @@
-// Package readernode composes a reader member: a raft learner that applies
-// the replication stream into bbolt and serves reads and watches.
+// Package readernode holds what makes a reader member: a raft learner that
+// applies the replication stream into bbolt and serves reads, linearizable
+// ones included, watches and writes (forwarded to the leader).
 //
-// What exists so far is its state machine's engine, BoltEngine
-// (applier.Engine on bbolt, bolt.go): one bucket holding the applier's key
-// space byte for byte as Pebble holds it on writers, so HashKV, Range and
-// the watch events read back agree across the two engines (tested). Commits
-// skip fsync as on writers; a file that fails bbolt's check after a power
-// loss is to be replaced by a snapshot from a writer.
+// A reader runs the member composition writers run (writernode, with
+// Config.Reader and its engine opener), since a raft learner already
+// forwards proposals and ReadIndex to the leader. What is its own is here:
+// BoltEngine (applier.Engine on bbolt, bolt.go), one bucket holding the
+// applier's key space byte for byte as Pebble holds it on writers, so
+// HashKV, Range and the watch events read back agree across the two engines
+// (tested). Commits skip fsync as on writers; OpenBoltRepairing moves a
+// file that fails to open or fails the integrity walk aside, and the member
+// then seeds a new one from the leader (writernode/seed.go), as it does
+// when a periodic HashKV comparison with the leader fails
+// (writernode/hashcheck.go).
 //
 // # A reader without a raft WAL: what has to give
 //
