@@ -231,3 +231,73 @@ func BenchmarkReaderLinkBytes(b *testing.B) {
 	b.ReportMetric(writer.wire/float64(b.N), "writer-wire-B/put")
 	b.ReportMetric(writer.wire/writer.body, "writer-wire/raw")
 }
+
+// BenchmarkLeaderCostPerReader: three writers take puts of pod JSON from
+// 16 clients through the leader, first with no reader, then with one reader
+// following, then with that reader killed (a dead reader must not slow
+// commits, and the leader's queue to it is bounded). b.N puts per phase.
+// Reports puts/s, the leader's CPU per put and its resident memory at the
+// end of the phase.
+//
+//	go test -run=NONE -bench=LeaderCostPerReader -benchtime=10000x ./tests/e2e/
+func BenchmarkLeaderCostPerReader(b *testing.B) {
+	bins := needSubject(b)
+	if bins.SubjectName != "strata" {
+		b.Skip("readers are strata's")
+	}
+	ms := StartCluster(b, "lc", 3, MemberConfig{Binary: bins.Subject, ExtraArgs: fastRaft})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	clients := make([]*clientv3.Client, 3)
+	for i, m := range ms {
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	leader := leaderIndex(ctx, b, clients)
+	rng := rand.New(rand.NewPCG(5, 6))
+	var reader *Member
+	for _, phase := range []string{"no-reader", "one-reader", "dead-reader"} {
+		switch phase {
+		case "one-reader":
+			reader, _ = joinLearner(ctx, b, bins, ms, clients[leader], "reader0", append(fastRaft, "--role=reader")...)
+		case "dead-reader":
+			reader.Kill()
+		}
+		b.Run(phase, func(b *testing.B) {
+			pods := make([][2]string, b.N)
+			for i := range pods {
+				pods[i] = [2]string{"/registry/pods/default/" + workload.PodName(rng), string(workload.PodJSON(rng))}
+			}
+			cpu0 := processCPU(b, ms[leader])
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for range 16 {
+				wg.Go(func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						if _, err := clients[leader].Put(ctx, pods[i][0], pods[i][1]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			cpu := processCPU(b, ms[leader]) - cpu0
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "puts/s")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "leader-cpu-µs/put")
+			b.ReportMetric(float64(processRSS(b, ms[leader]))/(1<<20), "leader-rss-MiB")
+		})
+	}
+}
