@@ -17,10 +17,10 @@ import (
 	"github.com/stratakv/strata/perf/workload"
 )
 
-// readerBenchCluster starts three writers (fastRaft), a client on each and
-// one reader, for the reader benchmarks; it skips unless strata is the
-// subject. Everything stops with the benchmark.
-func readerBenchCluster(b *testing.B, prefix string) (context.Context, []*Member, []*clientv3.Client, *Member) {
+// readerBenchCluster starts three writers (fastRaft), a client on each and,
+// unless noReader, one reader, for the reader benchmarks; it skips unless
+// strata is the subject. Everything stops with the benchmark.
+func readerBenchCluster(b *testing.B, prefix string, noReader ...bool) (context.Context, []*Member, []*clientv3.Client, *Member) {
 	b.Helper()
 	bins := needSubject(b)
 	if bins.SubjectName != "strata" {
@@ -37,6 +37,9 @@ func readerBenchCluster(b *testing.B, prefix string) (context.Context, []*Member
 		}
 		b.Cleanup(func() { c.Close() })
 		clients[i] = c
+	}
+	if len(noReader) > 0 && noReader[0] {
+		return ctx, ms, clients, nil
 	}
 	reader, _ := joinLearner(ctx, b, bins, ms, clients[0], "reader0", append(fastRaft, "--role=reader")...)
 	return ctx, ms, clients, reader
@@ -241,22 +244,8 @@ func BenchmarkReaderLinkBytes(b *testing.B) {
 //
 //	go test -run=NONE -bench=LeaderCostPerReader -benchtime=10000x ./tests/e2e/
 func BenchmarkLeaderCostPerReader(b *testing.B) {
+	ctx, ms, clients, _ := readerBenchCluster(b, "lc", true)
 	bins := needSubject(b)
-	if bins.SubjectName != "strata" {
-		b.Skip("readers are strata's")
-	}
-	ms := StartCluster(b, "lc", 3, MemberConfig{Binary: bins.Subject, ExtraArgs: fastRaft})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	clients := make([]*clientv3.Client, 3)
-	for i, m := range ms {
-		c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		clients[i] = c
-	}
 	leader := leaderIndex(ctx, b, clients)
 	rng := rand.New(rand.NewPCG(5, 6))
 	var reader *Member
