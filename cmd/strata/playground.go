@@ -123,7 +123,7 @@ func playground(args []string, stdout, stderr io.Writer) int {
 		endpoints = append(endpoints, strings.TrimPrefix(m.client, "http://"))
 	}
 	eps := strings.Join(endpoints, ",")
-	fmt.Fprintf(stdout, `strata playground: %d writer members and %d readers, data and logs in %s
+	fmt.Fprintf(stdout, `strata playground: %d writers and %d readers, data and logs in %s
   endpoints: %s
 
 Try (any etcdctl v3.7; this repository pins one in tests/tools):
