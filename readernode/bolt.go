@@ -136,9 +136,6 @@ func (e *BoltEngine) Stats() applier.EngineStats {
 // Close implements applier.Engine.
 func (e *BoltEngine) Close() error { return e.db.Close() }
 
-// Path is the engine's file.
-func (e *BoltEngine) Path() string { return e.db.Path() }
-
 // boltReader reads one transaction's view of the bucket.
 type boltReader struct {
 	tx  *bolt.Tx

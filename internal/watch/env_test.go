@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/raft/v3/raftpb"
@@ -18,89 +16,27 @@ import (
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/clock"
+	"github.com/stratakv/strata/readernode"
 )
 
-// The hub's tests drive a real applier over an in-memory Pebble: its
-// OnCommit hook feeds the hub and its Events is the hub's Source, so that
-// the brute-force expectations (Events from revision 1, filtered) come from
-// the same store the hub was fed from.
+// The hub's tests drive a real applier over a reader's engine (bbolt, in a
+// temporary directory): its OnCommit hook feeds the hub and its Events is
+// the hub's Source, so that the brute-force expectations (Events from
+// revision 1, filtered) come from the same store the hub was fed from.
 
-// memPebble is a minimal applier.Engine over Pebble (applier's own test
-// adapter is not importable).
-type memPebble struct{ db *pebble.DB }
-
-func openMemPebble(t *testing.T) *memPebble {
+func openEngine(t *testing.T) *readernode.BoltEngine {
 	t.Helper()
-	db, err := pebble.Open("db", &pebble.Options{FS: vfs.NewMem(), FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}})
+	e, err := readernode.OpenBolt(filepath.Join(t.TempDir(), "db.bolt"), readernode.BoltOptions{InitialMmapSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &memPebble{db}
+	return e
 }
-
-func (e *memPebble) NewBatch() applier.Batch       { return &memBatch{e.db.NewIndexedBatch()} }
-func (e *memPebble) NewSnapshot() applier.Snapshot { return &memSnapshot{e.db.NewSnapshot()} }
-func (e *memPebble) Sync() error                   { return e.db.LogData(nil, pebble.Sync) }
-func (e *memPebble) Stats() applier.EngineStats    { return applier.EngineStats{} }
-func (e *memPebble) Close() error                  { return e.db.Close() }
-
-type pebbleReader interface {
-	Get([]byte) ([]byte, io.Closer, error)
-	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
-}
-
-func pebbleGet(r pebbleReader, k []byte) ([]byte, error) {
-	v, c, err := r.Get(k)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, applier.ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	return append([]byte(nil), v...), nil
-}
-
-func pebbleIter(r pebbleReader, lower, upper []byte) (applier.Iterator, error) {
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, err
-	}
-	return it, nil
-}
-
-type memBatch struct{ b *pebble.Batch }
-
-func (b *memBatch) Get(k []byte) ([]byte, error)                  { return pebbleGet(b.b, k) }
-func (b *memBatch) NewIter(l, u []byte) (applier.Iterator, error) { return pebbleIter(b.b, l, u) }
-func (b *memBatch) Set(k, v []byte) error                         { return b.b.Set(k, v, nil) }
-func (b *memBatch) Delete(k []byte) error                         { return b.b.Delete(k, nil) }
-func (b *memBatch) Commit() error                                 { return b.b.Commit(pebble.NoSync) }
-func (b *memBatch) Close() error {
-	if b.b == nil {
-		return nil
-	}
-	err := b.b.Close()
-	b.b = nil
-	return err
-}
-
-type memSnapshot struct{ s *pebble.Snapshot }
-
-func (s *memSnapshot) Get(k []byte) ([]byte, error)                  { return pebbleGet(s.s, k) }
-func (s *memSnapshot) NewIter(l, u []byte) (applier.Iterator, error) { return pebbleIter(s.s, l, u) }
-func (s *memSnapshot) Close() error                                  { return s.s.Close() }
-
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any)         {}
-func (quietLogger) Errorf(string, ...any)        {}
-func (quietLogger) Fatalf(f string, args ...any) { panic(f) }
 
 // testEnv is an applier feeding a hub.
 type testEnv struct {
 	t   *testing.T
-	eng *memPebble
+	eng *readernode.BoltEngine
 	a   *applier.Applier
 	hub *Hub
 	clk *clock.Manual
@@ -125,7 +61,7 @@ type commitHold struct {
 // Compacted and Clock are filled in unless set.
 func newEnv(t *testing.T, cfg Config) *testEnv {
 	t.Helper()
-	e := &testEnv{t: t, eng: openMemPebble(t), clk: clock.NewManual(time.Unix(1e9, 0))}
+	e := &testEnv{t: t, eng: openEngine(t), clk: clock.NewManual(time.Unix(1e9, 0))}
 	a, err := applier.New(applier.Config{Engine: e.eng, OnCommit: e.onCommit})
 	if err != nil {
 		t.Fatal(err)

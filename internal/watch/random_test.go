@@ -12,6 +12,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/stratakv/strata/applier/kvmodel"
 )
@@ -101,7 +102,7 @@ func runRandomized(t *testing.T, seed int64) {
 				}
 			}
 			if len(above) == 0 || rng.IntN(3) == 0 {
-				r.RangeEnd = prefixEndOf(r.Key)
+				r.RangeEnd = []byte(clientv3.GetPrefixRangeEnd(string(r.Key)))
 			} else {
 				r.RangeEnd = []byte(above[rng.IntN(len(above))])
 			}
@@ -278,17 +279,6 @@ func tryNext(t *testing.T, s *Stream) []*pb.WatchResponse {
 			return nil
 		}
 	}
-}
-
-func prefixEndOf(key []byte) []byte {
-	end := append([]byte(nil), key...)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] < 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return []byte{0}
 }
 
 type logWatcher struct {
