@@ -54,28 +54,13 @@ func BenchmarkPutVsEtcd(b *testing.B) {
 func benchPuts(b *testing.B, cli *clientv3.Client, m *Member, clients int) {
 	val := strings.Repeat("v", 256)
 	ctx := context.Background()
-	var next atomic.Int64
 	cpu0 := processCPU(b, m)
 	b.SetBytes(int64(len(val)))
 	b.ResetTimer()
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(b.N) {
-					return
-				}
-				if _, err := cli.Put(ctx, "bench/"+strconv.FormatInt(i, 10), val); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	concurrently(b, clients, b.N, func(i int) error {
+		_, err := cli.Put(ctx, "bench/"+strconv.Itoa(i+1), val)
+		return err
+	})
 	b.StopTimer()
 	cpu := processCPU(b, m) - cpu0
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "server-cpu-µs/op")
@@ -94,4 +79,26 @@ func processCPU(b *testing.B, m *Member) time.Duration {
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	const clkTck = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / clkTck
+}
+
+// concurrently runs fn(0) .. fn(n-1) from workers goroutines and waits;
+// a worker stops at its first error, which fails the benchmark.
+func concurrently(b *testing.B, workers, n int, fn func(i int) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,25 +81,12 @@ func BenchmarkReaderReads(b *testing.B) {
 			}
 			b.Run(fmt.Sprintf("member=%s/%s", tg.name, kind), func(b *testing.B) {
 				cpu0, lcpu0 := processCPU(b, tg.m), processCPU(b, ms[leader])
-				var next atomic.Int64
-				var wg sync.WaitGroup
 				b.ResetTimer()
 				start := time.Now()
-				for range 32 {
-					wg.Go(func() {
-						for {
-							i := next.Add(1)
-							if i > int64(b.N) {
-								return
-							}
-							if _, err := c.Get(ctx, fmt.Sprintf("rb/%04d", i%1000), opts...); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					})
-				}
-				wg.Wait()
+				concurrently(b, 32, b.N, func(i int) error {
+					_, err := c.Get(ctx, fmt.Sprintf("rb/%04d", i%1000), opts...)
+					return err
+				})
 				elapsed := time.Since(start)
 				b.StopTimer()
 				cpu, lcpu := processCPU(b, tg.m)-cpu0, processCPU(b, ms[leader])-lcpu0
@@ -137,27 +122,14 @@ func BenchmarkReaderSeed(b *testing.B) {
 	// Load: txns of 100 puts of 8 KiB (about 800 KiB each), 4 at a time.
 	val := strings.Repeat("s", 8<<10)
 	txns := mb * (1 << 20) / (100 * len(val))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(txns) {
-					return
-				}
-				ops := make([]clientv3.Op, 100)
-				for j := range ops {
-					ops[j] = clientv3.OpPut(fmt.Sprintf("seed/%06d/%03d", i, j), val)
-				}
-				if _, err := c.Txn(ctx).Then(ops...).Commit(); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	concurrently(b, 4, txns, func(i int) error {
+		ops := make([]clientv3.Op, 100)
+		for j := range ops {
+			ops[j] = clientv3.OpPut(fmt.Sprintf("seed/%06d/%03d", i, j), val)
+		}
+		_, err := c.Txn(ctx).Then(ops...).Commit()
+		return err
+	})
 	b.ResetTimer()
 	start := time.Now()
 	_, _ = joinLearner(ctx, b, bins, ms, c, "reader0", append(fastRaft, "--role=reader")...)
@@ -179,29 +151,9 @@ func BenchmarkReaderSeed(b *testing.B) {
 func BenchmarkReaderLinkBytes(b *testing.B) {
 	ctx, ms, clients, _ := readerBenchCluster(b, "lb")
 	leader := leaderIndex(ctx, b, clients)
-	rng := rand.New(rand.NewPCG(3, 4))
-	pods := make([][2]string, b.N)
-	for i := range pods {
-		pods[i] = [2]string{"/registry/pods/default/" + workload.PodName(rng), string(workload.PodJSON(rng))}
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	pods := newPods(rand.New(rand.NewPCG(3, 4)), b.N)
 	b.ResetTimer()
-	for range 16 {
-		wg.Go(func() {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(b.N) {
-					return
-				}
-				if _, err := clients[leader].Put(ctx, pods[i][0], pods[i][1]); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	putPods(ctx, b, clients[leader], pods)
 	b.StopTimer()
 	if err := ms[leader].Stop(); err != nil {
 		b.Fatal(err)
@@ -257,30 +209,11 @@ func BenchmarkLeaderCostPerReader(b *testing.B) {
 			reader.Kill()
 		}
 		b.Run(phase, func(b *testing.B) {
-			pods := make([][2]string, b.N)
-			for i := range pods {
-				pods[i] = [2]string{"/registry/pods/default/" + workload.PodName(rng), string(workload.PodJSON(rng))}
-			}
+			pods := newPods(rng, b.N)
 			cpu0 := processCPU(b, ms[leader])
-			var next atomic.Int64
-			var wg sync.WaitGroup
 			b.ResetTimer()
 			start := time.Now()
-			for range 16 {
-				wg.Go(func() {
-					for {
-						i := next.Add(1) - 1
-						if i >= int64(b.N) {
-							return
-						}
-						if _, err := clients[leader].Put(ctx, pods[i][0], pods[i][1]); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
+			putPods(ctx, b, clients[leader], pods)
 			elapsed := time.Since(start)
 			b.StopTimer()
 			cpu := processCPU(b, ms[leader]) - cpu0
@@ -289,4 +222,24 @@ func BenchmarkLeaderCostPerReader(b *testing.B) {
 			b.ReportMetric(float64(processRSS(b, ms[leader]))/(1<<20), "leader-rss-MiB")
 		})
 	}
+}
+
+// pod is a key and a value of the Kubernetes-like workload.
+type pod struct{ key, value string }
+
+// newPods returns n pods, keyed as kube-apiserver keys them.
+func newPods(rng *rand.Rand, n int) []pod {
+	pods := make([]pod, n)
+	for i := range pods {
+		pods[i] = pod{"/registry/pods/default/" + workload.PodName(rng), string(workload.PodJSON(rng))}
+	}
+	return pods
+}
+
+// putPods puts pods through c from 16 clients.
+func putPods(ctx context.Context, b *testing.B, c *clientv3.Client, pods []pod) {
+	concurrently(b, 16, len(pods), func(i int) error {
+		_, err := c.Put(ctx, pods[i].key, pods[i].value)
+		return err
+	})
 }

@@ -223,26 +223,13 @@ func BenchmarkLeaseKeepAliveVsEtcd(b *testing.B) {
 		defer cancel()
 		conns := rawConns(b, m, 4)
 		rss0 := processRSS(b, m)
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for w := range 64 {
-			lc := pb.NewLeaseClient(conns[w%len(conns)])
-			wg.Go(func() {
-				for {
-					id := next.Add(1)
-					if id > int64(leases) {
-						return
-					}
-					if _, err := lc.LeaseGrant(ctx, &pb.LeaseGrantRequest{ID: id, TTL: 600}); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		concurrently(b, 64, leases, func(i int) error {
+			_, err := pb.NewLeaseClient(conns[i%len(conns)]).LeaseGrant(ctx, &pb.LeaseGrantRequest{ID: int64(i + 1), TTL: 600})
+			return err
+		})
 		rss := processRSS(b, m) - rss0
 		const streams = 16
+		var wg sync.WaitGroup
 		cpu0 := processCPU(b, m)
 		b.ResetTimer()
 		start := time.Now()
