@@ -58,25 +58,31 @@ func (t *txnCtx) emitPut(key []byte, m kvMeta, value []byte, prev kvMeta, prevVa
 }
 
 // emitDelete records the watch event of the deletion of key at revision
-// rev, with the key as of the revision before (deletes are rare next to
-// puts: the extra read is affordable).
-func (t *txnCtx) emitDelete(key []byte, rev int64) error {
+// rev, with the key as of the revision before. live is the key's live
+// version when the caller has it (a DeleteRange read it); otherwise it is
+// read here.
+func (t *txnCtx) emitDelete(key []byte, rev int64, live *mvccpb.KeyValue) error {
 	if t.events == nil {
 		return nil
 	}
 	ev := &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: append([]byte(nil), key...), ModRevision: rev}}
-	prev, prevValue, found, err := getLatest(t.r, key, t.kbuf)
-	if err != nil {
-		return err
-	}
-	if found && prev.mod == rev {
-		// Put earlier in this txn: the previous version is older.
-		ev.PrevKv, err = versionBefore(t.r, key, rev)
+	if live == nil {
+		prev, prevValue, found, err := getLatest(t.r, key, t.kbuf)
 		if err != nil {
 			return err
 		}
-	} else if found {
-		ev.PrevKv = newKeyValue(key, prev, prevValue)
+		if found {
+			live = newKeyValue(key, prev, prevValue)
+		}
+	}
+	if live != nil && live.ModRevision == rev {
+		// Put earlier in this txn: the previous version is older.
+		var err error
+		if ev.PrevKv, err = versionBefore(t.r, key, rev); err != nil {
+			return err
+		}
+	} else {
+		ev.PrevKv = live
 	}
 	*t.events = append(*t.events, ev)
 	return nil

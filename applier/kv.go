@@ -300,11 +300,12 @@ func (t *txnCtx) writePut(key []byte, m kvMeta, value []byte) error {
 }
 
 // writeTombstone records the deletion of key, which carried lease (0 for
-// none), at revision beginRev+1.
-func (t *txnCtx) writeTombstone(key []byte, lease int64) error {
+// none), at revision beginRev+1. live is the key's live version when the
+// caller read it already (nil: the watch event reads it, if one is due).
+func (t *txnCtx) writeTombstone(key []byte, lease int64, live *mvccpb.KeyValue) error {
 	rev, sub := t.beginRev+1, t.changes
 	t.changes++
-	if err := t.emitDelete(key, rev); err != nil {
+	if err := t.emitDelete(key, rev, live); err != nil {
 		return err
 	}
 	if lease != 0 {
@@ -339,19 +340,27 @@ func (t *txnCtx) deleteRange(dr *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse
 	resp := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{}}
 	var keys [][]byte
 	var leases []int64
+	var live []*mvccpb.KeyValue // for the watch events and PrevKvs
 	err := visitLatest(t.r, spanOf(dr.Key, dr.RangeEnd), func(key []byte, m kvMeta, value []byte) (bool, error) {
 		keys = append(keys, append([]byte(nil), key...))
 		leases = append(leases, m.lease)
-		if dr.PrevKv {
-			resp.PrevKvs = append(resp.PrevKvs, newKeyValue(key, m, value))
+		if dr.PrevKv || t.events != nil {
+			live = append(live, newKeyValue(key, m, value))
 		}
 		return true, nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	if dr.PrevKv {
+		resp.PrevKvs = live
+	}
 	for i, k := range keys {
-		if err := t.writeTombstone(k, leases[i]); err != nil {
+		var l *mvccpb.KeyValue
+		if live != nil {
+			l = live[i]
+		}
+		if err := t.writeTombstone(k, leases[i], l); err != nil {
 			return nil, err
 		}
 	}

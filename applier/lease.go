@@ -140,7 +140,7 @@ func (t *txnCtx) leaseRevoke(r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse,
 	for _, k := range keys {
 		// An attachment always names a live key carrying this lease:
 		// put and delete keep the index in step.
-		if err := t.writeTombstone(k, r.ID); err != nil {
+		if err := t.writeTombstone(k, r.ID, nil); err != nil {
 			return nil, err
 		}
 	}
