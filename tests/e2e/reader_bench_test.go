@@ -46,32 +46,57 @@ func readerBenchCluster(b *testing.B, prefix string, noReader ...bool) (context.
 // BenchmarkReaderReads: three writers and one reader on this machine, 1,000
 // keys of 1 KiB; single-key Gets from 32 concurrent clients on one member,
 // serializable and linearizable, served by the reader, by a follower writer
-// and by the leader. b.N is the number of Gets. Reports reads per second,
-// the serving member's CPU per read and the leader's CPU per 1,000 reads
-// (what a linearizable read served elsewhere costs the leader: its
-// ReadIndex round).
+// and by the leader; then the same on a three-member etcd started after
+// strata stopped (its follower and leader: etcd's learners serve no reads).
+// b.N is the number of Gets. Reports reads per second, the serving member's
+// CPU per read and the leader's CPU per 1,000 reads (what a linearizable
+// read served elsewhere costs the leader: its ReadIndex round).
 //
 //	go test -run=NONE -bench=ReaderReads -benchtime=20000x ./tests/e2e/
 func BenchmarkReaderReads(b *testing.B) {
 	ctx, ms, clients, reader := readerBenchCluster(b, "rb")
-	val := strings.Repeat("v", 1024)
-	for i := range 1000 {
-		if _, err := clients[0].Put(ctx, fmt.Sprintf("rb/%04d", i), val); err != nil {
+	leader := leaderIndex(ctx, b, clients)
+	benchReads(ctx, b, "strata", clients[0], ms[leader], map[string]*Member{
+		"reader": reader, "follower": ms[(leader+1)%3], "leader": ms[leader]})
+	for _, m := range append(ms, reader) {
+		if err := m.Stop(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	leader := leaderIndex(ctx, b, clients)
-	follower := (leader + 1) % 3
-	targets := []struct {
-		name string
-		m    *Member
-	}{{"reader", reader}, {"follower", ms[follower]}, {"leader", ms[leader]}}
-	for _, tg := range targets {
-		c, err := clientv3.New(clientv3.Config{Endpoints: []string{tg.m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	ems := StartCluster(b, "re", 3, MemberConfig{Binary: needEtcd(b).Etcd, ExtraArgs: fastRaft})
+	eclients := make([]*clientv3.Client, 3)
+	for i, m := range ems {
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer c.Close()
+		eclients[i] = c
+	}
+	eleader := leaderIndex(ctx, b, eclients)
+	benchReads(ctx, b, "etcd", eclients[0], ems[eleader], map[string]*Member{
+		"follower": ems[(eleader+1)%3], "leader": ems[eleader]})
+}
+
+// benchReads loads the keys through c, then runs the read benchmark on
+// each target member.
+func benchReads(ctx context.Context, b *testing.B, server string, c *clientv3.Client, leader *Member, targets map[string]*Member) {
+	val := strings.Repeat("v", 1024)
+	for i := range 1000 {
+		if _, err := c.Put(ctx, fmt.Sprintf("rb/%04d", i), val); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, name := range []string{"reader", "follower", "leader"} {
+		m := targets[name]
+		if m == nil {
+			continue
+		}
+		tc, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer tc.Close()
 		for _, serializable := range []bool{true, false} {
 			kind := "linearizable"
 			var opts []clientv3.OpOption
@@ -79,17 +104,17 @@ func BenchmarkReaderReads(b *testing.B) {
 				kind = "serializable"
 				opts = append(opts, clientv3.WithSerializable())
 			}
-			b.Run(fmt.Sprintf("member=%s/%s", tg.name, kind), func(b *testing.B) {
-				cpu0, lcpu0 := processCPU(b, tg.m), processCPU(b, ms[leader])
+			b.Run(fmt.Sprintf("server=%s/member=%s/%s", server, name, kind), func(b *testing.B) {
+				cpu0, lcpu0 := processCPU(b, m), processCPU(b, leader)
 				b.ResetTimer()
 				start := time.Now()
 				concurrently(b, 32, b.N, func(i int) error {
-					_, err := c.Get(ctx, fmt.Sprintf("rb/%04d", i%1000), opts...)
+					_, err := tc.Get(ctx, fmt.Sprintf("rb/%04d", i%1000), opts...)
 					return err
 				})
 				elapsed := time.Since(start)
 				b.StopTimer()
-				cpu, lcpu := processCPU(b, tg.m)-cpu0, processCPU(b, ms[leader])-lcpu0
+				cpu, lcpu := processCPU(b, m)-cpu0, processCPU(b, leader)-lcpu0
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "reads/s")
 				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "member-cpu-µs/read")
 				b.ReportMetric(float64(lcpu.Microseconds())*1000/float64(b.N)/1000, "leader-cpu-ms/1000reads")
