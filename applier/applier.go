@@ -499,7 +499,26 @@ func (a *Applier) Rev() (current, compacted int64) {
 }
 
 // Stats reports the engine's size.
-func (a *Applier) Stats() EngineStats { return a.eng.Stats() }
+func (a *Applier) Stats() EngineStats {
+	a.readers.RLock()
+	defer a.readers.RUnlock()
+	return a.eng.Stats()
+}
+
+// Sync makes everything applied so far durable in the engine.
+func (a *Applier) Sync() error {
+	a.readers.RLock()
+	defer a.readers.RUnlock()
+	return a.eng.Sync()
+}
+
+// Engine is the engine the state machine is in now: the one it was opened
+// with, or the last one Swap installed.
+func (a *Applier) Engine() Engine {
+	a.readers.RLock()
+	defer a.readers.RUnlock()
+	return a.eng
+}
 
 // readView opens a snapshot of the committed state with its revisions.
 func (a *Applier) readView() (*txnCtx, Snapshot, error) {

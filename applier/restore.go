@@ -46,27 +46,80 @@ func (a *Applier) Restore(index uint64, install func(Engine) error) error {
 	if err := install(a.eng); err != nil {
 		return fmt.Errorf("applier: restore: %w", err)
 	}
-	snap := a.eng.NewSnapshot()
-	st, found, err := loadState(snap)
-	snap.Close()
+	st, removed, leases, err := a.loadInstalled(a.eng)
 	if err != nil {
-		return fmt.Errorf("applier: restore: %w", err)
+		return err
+	}
+	a.adopt(st, removed, leases)
+	return nil
+}
+
+// Swap is Restore into a second engine: install fills fresh, which must be
+// empty, while the current engine goes on serving reads (serializable
+// reads, watches catching up, snapshots being streamed); only once the
+// install succeeded does fresh become the state machine, in a step that
+// waits for the reads in progress, as Restore does. It returns the engine
+// it replaced, which no read uses any more: the caller closes it (and
+// removes its files). If install fails, Swap returns the error, the
+// applier is left exactly as it was, and the caller discards fresh.
+//
+// Applies wait for the whole of Swap, as for Restore: the snapshot is
+// checked against the applied index under the write lock and must still be
+// newer when it is adopted.
+func (a *Applier) Swap(index uint64, fresh Engine, install func(Engine) error) (old Engine, err error) {
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	if a.closed() {
+		return nil, ErrClosed
+	}
+	if index <= a.st.index {
+		return nil, fmt.Errorf("%w: snapshot at %d, applied %d", ErrStaleSnapshot, index, a.st.index)
+	}
+	if err := install(fresh); err != nil {
+		return nil, fmt.Errorf("applier: restore: %w", err)
+	}
+	st, removed, leases, err := a.loadInstalled(fresh)
+	if err != nil {
+		return nil, err
+	}
+	a.readers.Lock()
+	defer a.readers.Unlock()
+	if a.closed() {
+		return nil, ErrClosed
+	}
+	old, a.eng = a.eng, fresh
+	a.adopt(st, removed, leases)
+	return old, nil
+}
+
+// loadInstalled reads what an install left in e: the applied state, the
+// removed members and the leases.
+func (a *Applier) loadInstalled(e Engine) (st applyState, removed map[uint64]bool, leases []LeaseInfo, err error) {
+	snap := e.NewSnapshot()
+	defer snap.Close()
+	st, found, err := loadState(snap)
+	if err != nil {
+		return st, nil, nil, fmt.Errorf("applier: restore: %w", err)
 	}
 	if !found {
-		return fmt.Errorf("applier: restore: the installed state has no applied index")
+		return st, nil, nil, fmt.Errorf("applier: restore: the installed state has no applied index")
 	}
-	removed, err := loadRemoved(a.eng)
-	if err != nil {
-		return fmt.Errorf("applier: restore: %w", err)
+	if removed, err = loadRemoved(e); err != nil {
+		return st, nil, nil, fmt.Errorf("applier: restore: %w", err)
 	}
+	if a.cfg.OnRestore != nil {
+		if leases, err = leasesIn(snap); err != nil {
+			return st, nil, nil, fmt.Errorf("applier: restore: leases: %w", err)
+		}
+	}
+	return st, removed, leases, nil
+}
+
+// adopt makes an installed state the applier's, under both locks: the
+// lessor and the watch hub hear of it, then readers see it.
+func (a *Applier) adopt(st applyState, removed map[uint64]bool, leases []LeaseInfo) {
 	a.st = st
 	if a.cfg.OnRestore != nil {
-		ls := a.eng.NewSnapshot()
-		leases, err := leasesIn(ls)
-		ls.Close()
-		if err != nil {
-			return fmt.Errorf("applier: restore: leases: %w", err)
-		}
 		a.cfg.OnRestore(leases)
 	}
 	if a.cfg.OnCommit != nil {
@@ -83,7 +136,6 @@ func (a *Applier) Restore(index uint64, install func(Engine) error) error {
 	if st.compacted > st.phys.done {
 		a.compactor.kick()
 	}
-	return nil
 }
 
 // clearEngine deletes every key, in bounded batches.

@@ -2,7 +2,11 @@ package applier
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
@@ -78,5 +82,86 @@ func TestRestoreRefusesStaleSnapshot(t *testing.T) {
 	}
 	if v := get(t, behind.a, "x"); v != "1" {
 		t.Fatalf("x = %q after restore, want %q", v, "1")
+	}
+}
+
+func TestSwapServesReadsUntilInstalled(t *testing.T) {
+	leader := newTestEnv(t, Config{})
+	leader.apply(leader.entry(put("k", "old")), leader.entry(put("x", "1")), leader.entry(put("k", "new")))
+	snapIndex := leader.a.Applied().Index
+
+	f := newTestEnv(t, Config{})
+	f.apply(f.entry(put("k", "old")))
+	orig := f.a.Engine()
+	newFresh := func() Engine {
+		e, err := OpenTestPebble(vfs.NewMem(), "fresh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+
+	// A stale snapshot leaves fresh untouched.
+	if _, err := f.a.Swap(f.a.Applied().Index, newFresh(), copyState(t, leader.eng)); !errors.Is(err, ErrStaleSnapshot) {
+		t.Fatalf("Swap at the applied index: %v, want ErrStaleSnapshot", err)
+	}
+
+	// A failed install leaves the applier as it was.
+	failed := newFresh()
+	boom := errors.New("stream broke")
+	_, err := f.a.Swap(snapIndex, failed, func(e Engine) error {
+		if err := copyState(t, leader.eng)(e); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Swap with a failing install: %v, want %v", err, boom)
+	}
+	if f.a.Engine() != orig || f.a.Applied().Index != 1 || get(t, f.a, "k") != "old" {
+		t.Fatalf("after a failed swap: engine replaced %v, applied %d, k=%q", f.a.Engine() != orig, f.a.Applied().Index, get(t, f.a, "k"))
+	}
+
+	// While the install runs, reads are served from the old engine.
+	fresh := newFresh()
+	old, err := f.a.Swap(snapIndex, fresh, func(e Engine) error {
+		got := make(chan string, 1)
+		go func() { got <- get(t, f.a, "k") }()
+		select {
+		case v := <-got:
+			if v != "old" {
+				return fmt.Errorf("read during the install saw k=%q, want the old state", v)
+			}
+		case <-time.After(10 * time.Second):
+			return errors.New("a read waited for the install")
+		}
+		return copyState(t, leader.eng)(e)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old != orig || f.a.Engine() != fresh {
+		t.Fatalf("Swap returned %p (want the original %p); engine now %p (want fresh %p)", old, orig, f.a.Engine(), fresh)
+	}
+	if got := f.a.Applied().Index; got != snapIndex {
+		t.Fatalf("applied index after swap = %d, want %d", got, snapIndex)
+	}
+	if v := get(t, f.a, "k"); v != "new" {
+		t.Fatalf("k = %q after swap, want %q", v, "new")
+	}
+	// Later applies go to the new engine, not the old.
+	f.index = snapIndex
+	f.apply(f.entry(put("y", "2")))
+	for _, c := range []struct {
+		e    Engine
+		want bool
+	}{{fresh, true}, {orig, false}} {
+		s := c.e.NewSnapshot()
+		_, err := s.Get(latestKey(nil, []byte("y")))
+		s.Close()
+		if has := err == nil; has != c.want {
+			t.Fatalf("engine %p holds y: %v (%v), want %v", c.e, has, err, c.want)
+		}
 	}
 }

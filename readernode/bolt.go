@@ -302,12 +302,16 @@ func (it *boltIter) Close() error  { return nil }
 var ErrCorruptEngine = errors.New("bbolt state machine is corrupt")
 
 // OpenBoltRepairing opens the engine at path like OpenBolt and checks its
-// consistency. A corrupt file (after a power loss: commits skip fsync) is
+// consistency, after removing an unfinished replacement of it (see
+// Replacement). A corrupt file (after a power loss: commits skip fsync) is
 // moved aside to path+".corrupt" and an empty engine opened in its place,
 // which the member then seeds from the leader's snapshot; onCorrupt hears
 // why. Other failures (the file is locked by another process, say) are
 // returned.
 func OpenBoltRepairing(path string, opts BoltOptions, onCorrupt func(error)) (*BoltEngine, error) {
+	if err := RemoveIncompleteReplacement(path); err != nil {
+		return nil, err
+	}
 	e, err := openBoltGuarded(path, opts)
 	switch {
 	case err == nil:

@@ -64,6 +64,13 @@ type Config struct {
 	// OpenEngine opens the state machine's engine in the member's
 	// directory; nil: Pebble (a writer's). A reader passes bbolt.
 	OpenEngine func(dir string) (applier.Engine, error)
+	// NewReplacementEngine, if set, makes a raft snapshot install into a
+	// new engine that replaces the current one once it is complete (a
+	// reader's new bbolt file): reads go on from the current engine
+	// during the install, and a failed install changes nothing. nil:
+	// snapshots install in place, the state machine unavailable while
+	// they stream (writers).
+	NewReplacementEngine func(dir string) (ReplacementEngine, error)
 	// Reader is --role=reader: the member must have been added as a
 	// learner, and stays one.
 	Reader bool
@@ -242,7 +249,7 @@ func Start(cfg Config) (*Member, error) {
 }
 
 func (m *Member) openStorage() error {
-	dir := filepath.Join(m.cfg.DataDir, "member")
+	dir := m.memberDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("cannot access data directory: %w", err)
 	}
@@ -300,14 +307,28 @@ func (m *Member) openStorage() error {
 	return nil
 }
 
+// ReplacementEngine is an engine filled beside the member's own, to
+// replace it (Config.NewReplacementEngine).
+type ReplacementEngine interface {
+	applier.Engine
+	// Promote makes it the engine the member opens on restart, durably.
+	// It stays open and in use.
+	Promote() error
+	// Discard closes it and removes its files.
+	Discard() error
+}
+
+// memberDir is the directory of the member's identity, engine and WAL.
+func (m *Member) memberDir() string { return filepath.Join(m.cfg.DataDir, "member") }
+
 func (m *Member) closeStorage() {
 	if m.wal != nil {
 		m.wal.Close()
 	}
 	if m.app != nil {
 		m.app.Close()
-	}
-	if m.eng != nil {
+		m.app.Engine().Close()
+	} else if m.eng != nil {
 		m.eng.Close()
 	}
 }
@@ -382,7 +403,7 @@ func (m *Member) bootstrap() error {
 	if err := m.app.Apply(ents); err != nil {
 		return err
 	}
-	return m.eng.Sync()
+	return m.app.Sync()
 }
 
 // applyConfChange is the applier's hook for committed conf changes. During
@@ -437,7 +458,7 @@ func (m *Member) maybeReleaseLog() error {
 	if as.Index-m.lastRelease < m.cfg.SnapshotCount {
 		return nil
 	}
-	if err := m.eng.Sync(); err != nil {
+	if err := m.app.Sync(); err != nil {
 		return err
 	}
 	if err := m.wal.SaveSnapshot(wal.SnapshotMarker{Index: as.Index, Term: as.Term, ConfState: as.ConfState}); err != nil {
@@ -571,7 +592,7 @@ func (m *Member) Stop() {
 		m.self.Close()
 		m.grpc.Stop()
 		m.leaderConns.close()
-		if err := m.eng.Sync(); err != nil {
+		if err := m.app.Sync(); err != nil {
 			m.lg.Warn("sync state machine on stop", zap.Error(err))
 		}
 		m.closeStorage()

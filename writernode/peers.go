@@ -59,7 +59,7 @@ func (h *peerHandler) InstallSnapshot(m *raftpb.Message, r io.Reader) error {
 		return nil
 	}
 	var info snapshot.Info
-	err := h.app.Restore(md.GetIndex(), func(e applier.Engine) error {
+	install := func(e applier.Engine) error {
 		var err error
 		if info, err = snapshot.Install(r, e); err != nil {
 			return err
@@ -68,12 +68,21 @@ func (h *peerHandler) InstallSnapshot(m *raftpb.Message, r io.Reader) error {
 			return fmt.Errorf("the term moved to %d while the snapshot of term %d streamed in", term, m.GetTerm())
 		}
 		return nil
-	})
+	}
+	var err error
+	if h.cfg.NewReplacementEngine != nil {
+		err = (*Member)(h).installReplacement(md.GetIndex(), install)
+	} else {
+		err = h.app.Restore(md.GetIndex(), install)
+	}
 	if errors.Is(err, applier.ErrStaleSnapshot) {
 		// The state machine is already past it; raft, stepping the
 		// MsgSnap, ignores it as well and answers with its own progress.
 		h.lg.Info("ignoring a snapshot the state machine is already past", zap.Error(err))
 		return nil
+	}
+	if nr := (errNoRestart{}); errors.As(err, &nr) {
+		return nr.error
 	}
 	if err != nil {
 		// The engine may be half filled: stop rather than serve it.
@@ -84,6 +93,43 @@ func (h *peerHandler) InstallSnapshot(m *raftpb.Message, r io.Reader) error {
 		zap.Int64("keys", info.Keys), zap.Int64("bytes", info.Bytes))
 	return nil
 }
+
+// installReplacement installs a snapshot into a new engine beside the
+// current one and swaps it in (applier.Swap), so the member serves reads
+// from its current state while the snapshot streams and is unchanged if
+// the stream fails. The new engine is promoted to be the one opened on
+// restart before raft hears of the snapshot: a WAL that records the
+// snapshot always finds an engine at or past it.
+func (m *Member) installReplacement(index uint64, install func(applier.Engine) error) error {
+	fresh, err := m.cfg.NewReplacementEngine(m.memberDir())
+	if err != nil {
+		return fmt.Errorf("create an engine for the snapshot: %w", err)
+	}
+	old, err := m.app.Swap(index, fresh, install)
+	if err != nil {
+		if derr := fresh.Discard(); derr != nil {
+			m.lg.Warn("discard an unfinished snapshot engine", zap.Error(derr))
+		}
+		return errNoRestart{err}
+	}
+	if err := fresh.Promote(); err != nil {
+		// The new state serves, but a restart would open the old
+		// one under a WAL about to record the snapshot: the caller
+		// stops the member.
+		return fmt.Errorf("promote the snapshot's engine: %w", err)
+	}
+	if err := old.Close(); err != nil {
+		m.lg.Warn("close the replaced engine", zap.Error(err))
+	}
+	m.lg.Info("swapped in a new engine for the snapshot")
+	return nil
+}
+
+// errNoRestart is a failed snapshot install that left the state machine as
+// it was: the member goes on, and the leader sends the snapshot again.
+type errNoRestart struct{ error }
+
+func (e errNoRestart) Unwrap() error { return e.error }
 
 // snapshotSource streams the state machine to a follower that needs a
 // snapshot. raftSnapshot pins an engine snapshot when raft asks for one and

@@ -45,6 +45,18 @@ func openEngine(role config.Role, lg *zap.Logger) func(dir string) (applier.Engi
 	}
 }
 
+// replacementEngine returns how a reader creates the new bbolt file a raft
+// snapshot installs into (beside bolt.db, renamed over it once complete);
+// nil for a writer, which installs in place.
+func replacementEngine(role config.Role) func(dir string) (writernode.ReplacementEngine, error) {
+	if role != config.RoleReader {
+		return nil
+	}
+	return func(dir string) (writernode.ReplacementEngine, error) {
+		return readernode.OpenBoltReplacement(filepath.Join(dir, "bolt.db"), readernode.BoltOptions{})
+	}
+}
+
 // learnerCompression is the compression of raft traffic to readers:
 // zstd, unless --peer-compression was set, which then applies to every
 // link (see docs/performance.md for the ratios on Kubernetes-like data).
@@ -183,6 +195,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		Reader:                cfg.Role == config.RoleReader,
 		HashCheckInterval:     readerHashCheck(cfg),
 		OpenEngine:            openEngine(cfg.Role, lg),
+		NewReplacementEngine:  replacementEngine(cfg.Role),
 		Versions:              api.Versions{Server: version.EtcdServer, Storage: version.Storage},
 		Logger:                lg,
 	})

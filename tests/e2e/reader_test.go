@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -349,4 +350,69 @@ func alterHistoryValue(t *testing.T, path string) {
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestReaderBehindTheLogSwapsInSnapshot: a reader killed while the leader
+// compacts its log past the reader's position (--snapshot-count=100) can
+// only catch up through a raft snapshot. It installs it into a new bbolt
+// file beside its current one and renames that over bolt.db (a new inode,
+// no bolt.db.next left), then follows the log; after a clean restart it
+// opens the new file. HashKV agrees with every writer.
+func TestReaderBehindTheLogSwapsInSnapshot(t *testing.T) {
+	b, ms, clients := startStrataCluster(t, "q", "--snapshot-count=100")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, _ := joinLearner(ctx, t, b, ms, clients[0], "reader", append(fastRaft, "--role=reader", "--snapshot-count=100")...)
+	boltPath := filepath.Join(r.DataDir, "member", "bolt.db")
+	before := inode(t, boltPath)
+
+	leader := leaderIndex(ctx, t, clients)
+	r.Kill()
+	for i := range 400 {
+		if _, err := clients[leader].Put(ctx, fmt.Sprintf("q/%03d", i), fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(r.Output()), "swapped in a new engine for the snapshot") {
+		t.Fatalf("the restarted reader caught up without swapping in a snapshot; log:\n%s", lastLines(r.Output(), 30))
+	}
+	if after := inode(t, boltPath); after == before {
+		t.Fatalf("bolt.db is the same file (inode %d) after the snapshot install", after)
+	}
+	if _, err := os.Stat(boltPath + ".next"); !os.IsNotExist(err) {
+		t.Fatalf("bolt.db.next left behind: %v", err)
+	}
+	rc := newEndpointClient(t, r)
+	if _, err := clients[leader].Put(ctx, "q/after", "x"); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		resp, err := rc.Get(ctx, "q/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil || resp.Count != 401 {
+			t.Fatalf("%s: reader holds %v keys (%v), want 401", when, resp, err)
+		}
+		requireEqualHashKV(ctx, t, append(slices.Clone(clients), rc), resp.Header.Revision)
+	}
+	check("after the swap")
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	rc = newEndpointClient(t, r)
+	check("after a restart on the new file")
+}
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
 }
