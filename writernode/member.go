@@ -232,6 +232,7 @@ func Start(cfg Config) (*Member, error) {
 		Leader:          (*backend)(m),
 		Mover:           (*backend)(m),
 		Leases:          (*backend)(m),
+		Snapshots:       (*backend)(m),
 		Watch:           api.WatchConfig{Hub: m.hub, LeaderCheck: m.electionTimeout()},
 		Self:            m.self.Client,
 		Versions:        cfg.Versions,

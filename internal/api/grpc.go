@@ -35,6 +35,8 @@ type ServerConfig struct {
 	Leader     LeaderSource
 	Mover      LeaderMover
 	Leases     Leases
+	// Snapshots, when set, serves Maintenance.Snapshot.
+	Snapshots Snapshotter
 	// Watch, when its Hub is set, serves the Watch service.
 	Watch WatchConfig
 	// Self, when set, is a client of this server (SelfClient); it serves
@@ -72,7 +74,7 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 	if cfg.Watch.Hub != nil {
 		pb.RegisterWatchServer(s, NewWatch(cfg.Backend, cfg.Leader, cfg.Watch, cfg.MaxRequestBytes))
 	}
-	pb.RegisterMaintenanceServer(s, NewMaintenance(cfg.Backend, cfg.Status, cfg.Mover, cfg.Versions))
+	pb.RegisterMaintenanceServer(s, NewMaintenance(cfg.Backend, cfg.Status, cfg.Mover, cfg.Snapshots, cfg.Versions))
 	pb.RegisterClusterServer(s, NewCluster(cfg.Backend, cfg.Membership))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

@@ -2,6 +2,9 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"hash"
+	"io"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -52,19 +55,123 @@ type Versions struct {
 	Storage string
 }
 
-// Maintenance implements etcdserverpb.MaintenanceServer: Status and Alarm
-// today; the rest answer Unimplemented until they are built.
+// Snapshotter writes backups of the member's state (Maintenance.Snapshot).
+type Snapshotter interface {
+	// WriteSnapshot writes one consistent snapshot of the state machine
+	// to w, in strata's snapshot format (package snapshot). It stops with
+	// ctx, and with etcd's "server stopped" when the member stops.
+	WriteSnapshot(ctx context.Context, w io.Writer) error
+}
+
+// Maintenance implements etcdserverpb.MaintenanceServer; what is not built
+// yet answers Unimplemented.
 type Maintenance struct {
 	pb.UnimplementedMaintenanceServer
 	b        Backend
 	st       StatusSource
 	lm       LeaderMover
+	snaps    Snapshotter
 	versions Versions
 }
 
 // NewMaintenance returns the Maintenance service.
-func NewMaintenance(b Backend, st StatusSource, lm LeaderMover, v Versions) *Maintenance {
-	return &Maintenance{b: b, st: st, lm: lm, versions: v}
+func NewMaintenance(b Backend, st StatusSource, lm LeaderMover, snaps Snapshotter, v Versions) *Maintenance {
+	return &Maintenance{b: b, st: st, lm: lm, snaps: snaps, versions: v}
+}
+
+const (
+	// snapshotChunkBytes is the blob size of Snapshot's messages, etcd's.
+	snapshotChunkBytes = 32 << 10
+	// snapshotPadding is the unit the data before the checksum is padded
+	// to: a bbolt page size, which clients expect.
+	snapshotPadding = 512
+)
+
+// Snapshot implements etcd's Maintenance.Snapshot: the member's state in
+// messages of 32 KiB, zero-padded to a multiple of 512 bytes, then a last message whose blob is the SHA-256 of all
+// the bytes before it, which restore checks; every message carries the
+// storage version. The content is strata's snapshot stream (package
+// snapshot), not a bbolt file: strata restores it, etcd's tools do not
+// (docs/compat.md). It is produced as it is sent, so remaining_bytes (the
+// blob bytes still to come, the checksum not counted), exact in etcd, is
+// here a lower bound: the bytes already known to follow. As in etcd it is
+// 0 exactly on the last data message and on the checksum message.
+func (s *Maintenance) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
+	if s.snaps == nil {
+		return status.Error(codes.Unimplemented, "method Snapshot not implemented")
+	}
+	w := &snapshotSender{srv: srv, sum: sha256.New(), version: s.versions.Storage}
+	if err := s.snaps.WriteSnapshot(srv.Context(), w); err != nil {
+		return togRPCError(err)
+	}
+	return w.finish()
+}
+
+// snapshotSender cuts the stream into messages. It holds one full chunk
+// back, so that when it sends a chunk it knows how many bytes at least
+// follow it.
+type snapshotSender struct {
+	srv       pb.Maintenance_SnapshotServer
+	sum       hash.Hash
+	version   string
+	pending   []byte // a full chunk not sent yet
+	buf       []byte // the chunk being filled
+	sentBytes int
+}
+
+func (w *snapshotSender) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if w.buf == nil {
+			w.buf = make([]byte, 0, snapshotChunkBytes)
+		}
+		c := min(len(p), snapshotChunkBytes-len(w.buf))
+		w.buf = append(w.buf, p[:c]...)
+		p = p[c:]
+		if len(w.buf) == snapshotChunkBytes {
+			if w.pending != nil {
+				if err := w.send(w.pending, uint64(len(w.buf))); err != nil {
+					return 0, err
+				}
+			}
+			w.pending, w.buf = w.buf, nil
+		}
+	}
+	return n, nil
+}
+
+func (w *snapshotSender) send(blob []byte, remaining uint64) error {
+	w.sum.Write(blob)
+	w.sentBytes += len(blob)
+	return w.srv.Send(&pb.SnapshotResponse{RemainingBytes: remaining, Blob: blob, Version: w.version})
+}
+
+func (w *snapshotSender) finish() error {
+	// Zero padding to a multiple of 512 bytes, as a bbolt file has: clients
+	// (client/v3's snapshot.Save, so etcdctl) look for the checksum only
+	// in a file of 512n+32 bytes. The snapshot stream is self-delimiting,
+	// so restore reads past the padding.
+	var total int
+	if w.pending != nil {
+		total += len(w.pending)
+	}
+	total += len(w.buf) + w.sentBytes
+	if pad := (snapshotPadding - total%snapshotPadding) % snapshotPadding; pad > 0 {
+		if _, err := w.Write(make([]byte, pad)); err != nil {
+			return err
+		}
+	}
+	if w.pending != nil {
+		if err := w.send(w.pending, uint64(len(w.buf))); err != nil {
+			return err
+		}
+	}
+	if len(w.buf) > 0 {
+		if err := w.send(w.buf, 0); err != nil {
+			return err
+		}
+	}
+	return w.srv.Send(&pb.SnapshotResponse{Blob: w.sum.Sum(nil), Version: w.version})
 }
 
 // MoveLeader implements etcd's Maintenance.MoveLeader. Like etcd's, the
