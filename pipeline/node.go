@@ -26,6 +26,10 @@ var (
 	ErrProposalDropped = raft.ErrProposalDropped
 )
 
+// maxInflightBytes bounds the entry bytes the leader has in flight to one
+// follower (raft's MaxInflightBytes).
+const maxInflightBytes = 32 << 20
+
 // LogStore is the durable raft log the append stage writes to (the WAL).
 type LogStore interface {
 	// Save appends hs (unless empty) and ents in order. With mustSync it
@@ -255,9 +259,15 @@ func New(cfg Config) (*Node, error) {
 		AsyncStorageWrites: true,
 		MaxSizePerMsg:      1 << 20,
 		MaxInflightMsgs:    512,
-		CheckQuorum:        true,
-		PreVote:            true,
-		Logger:             &raftLogger{lg.Named("raft").WithOptions(zap.AddCallerSkip(1)).Sugar()},
+		// What the leader holds for a follower that does not acknowledge
+		// (a slow or hung reader, before its link breaks): etcd bounds
+		// it by count only, 512 messages of up to 1 MiB. 32 MiB is
+		// hundreds of milliseconds of replication at the rates strata
+		// reaches, so it does not throttle a healthy follower.
+		MaxInflightBytes: maxInflightBytes,
+		CheckQuorum:      true,
+		PreVote:          true,
+		Logger:           &raftLogger{lg.Named("raft").WithOptions(zap.AddCallerSkip(1)).Sugar()},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)

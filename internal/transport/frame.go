@@ -49,14 +49,21 @@ const (
 	CompressionZstd Compression = "zstd"
 )
 
+// The compression byte of a frame header.
+const (
+	noneWire byte = 0
+	s2Wire   byte = 1
+	zstdWire byte = 2
+)
+
 func (c Compression) wire() (byte, error) {
 	switch c {
 	case CompressionNone, "":
-		return 0, nil
+		return noneWire, nil
 	case CompressionS2:
-		return 1, nil
+		return s2Wire, nil
 	case CompressionZstd:
-		return 2, nil
+		return zstdWire, nil
 	}
 	return 0, fmt.Errorf("transport: unknown compression %q", string(c))
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -160,6 +161,73 @@ func TestGRPCDownPeerDoesNotBlockSend(t *testing.T) {
 	rec.expectUnreachable(t, 2)
 	if pm := n.tr.Metrics().Peers[2]; pm.MessagesDropped == 0 || pm.MessagesSent != 0 {
 		t.Errorf("metrics %+v: want drops and nothing sent", pm)
+	}
+}
+
+// TestGRPCBlackholedPeerCostsBoundedMemory: a peer that accepts the
+// connection and never reads (a reader hung, or partitioned without a
+// reset) fills the TCP buffers and then the send queue; after that every
+// message is dropped, so what the sender holds for it stays bounded by the
+// queue whatever the leader goes on sending. (raft bounds the rest: a
+// follower it hears nothing from gets at most MaxInflightMsgs appends, and
+// one per heartbeat response once probing.)
+func TestGRPCBlackholedPeerCostsBoundedMemory(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			held <- c // accepted, never read
+		}
+	}()
+	t.Cleanup(func() {
+		lis.Close()
+		for len(held) > 0 {
+			(<-held).Close()
+		}
+	})
+
+	const queue, msgs, size = 64, 4000, 128 << 10 // 500 MiB offered
+	rec := newRecorder()
+	n := startGRPCNode(t, GRPCConfig{LocalID: 1, Handler: rec, Clock: newSignalClock(), QueueSize: queue})
+	n.tr.AddPeer(2, []string{"http://" + lis.Addr().String()})
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range uint64(msgs) {
+		data := make([]byte, size)
+		data[0] = byte(i) // a distinct payload each time
+		n.tr.Send([]*raftpb.Message{msgApp(1, 2, i, data)})
+	}
+	// Measured at once, while the link is stuck on its full TCP buffers
+	// (its write deadline is seconds away): what is held now is what a
+	// blackholed peer costs.
+	n.tr.mu.Lock()
+	p := n.tr.mu.peers[2]
+	n.tr.mu.Unlock()
+	p.mu.Lock()
+	queued := len(p.mu.queue)
+	p.mu.Unlock()
+	if queued > queue {
+		t.Fatalf("%d messages queued for the peer, more than the queue's %d", queued, queue)
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	// The queue (64 × 128 KiB = 8 MiB) plus what the link holds in its
+	// buffers; far below the 500 MiB sent.
+	if grown := int64(after.HeapInuse) - int64(before.HeapInuse); grown > 64<<20 {
+		t.Fatalf("heap grew by %d MiB for a blackholed peer that was offered %d MiB", grown>>20, msgs*size>>20)
+	}
+	rec.expectUnreachable(t, 2)
+	if pm := n.tr.Metrics().Peers[2]; pm.MessagesDropped < msgs/2 {
+		t.Fatalf("metrics %+v: want most of the %d messages dropped", pm, msgs)
 	}
 }
 

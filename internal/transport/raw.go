@@ -11,8 +11,10 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -24,11 +26,21 @@ import (
 // gRPC, and so does the Cluster service.
 //
 // A link connection starts with RawPreface, which the member's peer listener
-// uses to tell it from HTTP/2 (internal/serve). Then, from sender to
-// receiver, a sequence of
+// uses to tell it from HTTP/2 (internal/serve), and one byte, the link mode.
+// Then, from sender to receiver, a sequence of
 //
 //	4 bytes  frame length n, big endian
 //	n bytes  one frame (frame.go), kind frameKindMessages
+//
+// In mode linkFrames that sequence is the rest of the connection, each
+// frame compressed on its own as its header says (none, s2, zstd). In mode
+// linkZstdStream (links whose compression is zstd) the rest of the
+// connection is one zstd stream that carries the sequence, its frames
+// uncompressed, and is flushed at the end of every batch the sender writes:
+// the compression window (linkZstdWindow) carries over from frame to frame,
+// so an idle cluster's single-entry frames compress as well as a busy
+// one's batches (docs/performance.md). Limits apply to the decompressed
+// frames, as in mode linkFrames.
 //
 // The receiver never writes, except once before it closes the connection
 // because of an error the sender must know (another cluster, a removed
@@ -40,6 +52,16 @@ import (
 
 // RawPreface opens every raft message link.
 var RawPreface = []byte("STRATA-RAFT-LINK/1\r\n")
+
+// Link modes, the byte after RawPreface.
+const (
+	linkFrames     byte = 0
+	linkZstdStream byte = 1
+)
+
+// linkZstdWindow is the window of a linkZstdStream link: what the encoder
+// remembers (and the decoder must hold) per link.
+const linkZstdWindow = 1 << 20
 
 // rawWriteTimeout bounds one write to a peer. A peer that stops reading
 // breaks the link after it, and raft hears the peer is unreachable (etcd's
@@ -151,16 +173,32 @@ func (t *GRPCTransport) ServeConn(c net.Conn) {
 		}
 	}()
 	br := bufio.NewReaderSize(c, 64<<10)
-	pre := make([]byte, len(RawPreface))
-	if _, err := io.ReadFull(br, pre); err != nil || !bytes.Equal(pre, RawPreface) {
+	pre := make([]byte, len(RawPreface)+1)
+	if _, err := io.ReadFull(br, pre); err != nil || !bytes.Equal(pre[:len(RawPreface)], RawPreface) {
+		return
+	}
+	var r io.Reader = br
+	switch mode := pre[len(RawPreface)]; mode {
+	case linkFrames:
+	case linkZstdStream:
+		dec, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(linkZstdWindow))
+		if err != nil {
+			return
+		}
+		defer dec.Close()
+		r = dec
+	default:
+		t.recv.framesRejected.Add(1)
+		endLink(c, br, fmt.Errorf("%w: link mode %d", ErrBadFrame, mode))
 		return
 	}
 	limit := t.cfg.MaxMessageBytes + frameHeaderSize
 	var f, scratch []byte
 	for {
 		var lb [4]byte
-		if _, err := io.ReadFull(br, lb[:]); err != nil {
-			return // the sender closed the link, or Close did
+		if _, err := io.ReadFull(r, lb[:]); err != nil {
+			return // the sender closed the link, or Close did (or the stream is corrupt)
 		}
 		n := int(binary.BigEndian.Uint32(lb[:]))
 		if n > limit {
@@ -169,7 +207,7 @@ func (t *GRPCTransport) ServeConn(c net.Conn) {
 			return
 		}
 		var err error
-		if f, err = readFrame(br, f, n); err != nil {
+		if f, err = readFrame(r, f, n); err != nil {
 			return
 		}
 		if h, err := parseHeader(f); err == nil {
@@ -315,8 +353,28 @@ func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Messa
 		<-ctx.Done()
 		c.Close()
 	}()
-	bw := bufio.NewWriterSize(c, 64<<10)
+	bw := bufio.NewWriterSize(countingWriter{c, &p.counters.wireBytesSent}, 64<<10)
 	if _, err := bw.Write(RawPreface); err != nil {
+		return false, spare, err
+	}
+	h := p.header
+	var out io.Writer = bw
+	var zw *zstd.Encoder
+	if h.compression == zstdWire {
+		// One zstd stream for the link; frames go in uncompressed.
+		if err := bw.WriteByte(linkZstdStream); err != nil {
+			return false, spare, err
+		}
+		if zw, err = zstd.NewWriter(bw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithWindowSize(linkZstdWindow),
+			zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true)); err != nil {
+			return false, spare, err
+		}
+		// Close writes the stream's end into bw, which is never
+		// flushed again: the link is over.
+		defer zw.Close()
+		out = zw
+		h.compression = 0
+	} else if err := bw.WriteByte(linkFrames); err != nil {
 		return false, spare, err
 	}
 	// A token may predate this link (messages queued while in backoff).
@@ -333,11 +391,10 @@ func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Messa
 		batch := p.take(spare)
 		for rest := batch; len(rest) > 0; {
 			var n, bodyLen int
-			fbuf, scratch, n, bodyLen = p.t.appendFrame(fbuf[:0], p.header, rest, scratch)
+			fbuf, scratch, n, bodyLen = p.t.appendFrame(fbuf[:0], h, rest, scratch)
 			p.counters.framesSent.Add(1)
 			p.counters.messagesSent.Add(uint64(n))
 			p.counters.bodyBytesSent.Add(uint64(bodyLen))
-			p.counters.wireBytesSent.Add(uint64(len(fbuf)))
 			var lb [4]byte
 			binary.BigEndian.PutUint32(lb[:], uint32(len(fbuf)))
 			// The deadline bounds each write, not the batch: a long
@@ -345,11 +402,11 @@ func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Messa
 			if err := c.SetWriteDeadline(time.Now().Add(rawWriteTimeout)); err != nil {
 				return sent, clearMessages(batch), err
 			}
-			if _, err := bw.Write(lb[:]); err != nil {
+			if _, err := out.Write(lb[:]); err != nil {
 				p.counters.messagesDropped.Add(uint64(len(rest)))
 				return sent, clearMessages(batch), p.linkErr(err, broken)
 			}
-			if _, err := bw.Write(fbuf); err != nil {
+			if _, err := out.Write(fbuf); err != nil {
 				p.counters.messagesDropped.Add(uint64(len(rest)))
 				return sent, clearMessages(batch), p.linkErr(err, broken)
 			}
@@ -359,12 +416,31 @@ func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Messa
 		if err := c.SetWriteDeadline(time.Now().Add(rawWriteTimeout)); err != nil {
 			return sent, clearMessages(batch), err
 		}
+		if zw != nil {
+			// The batch's last block, so the receiver can decode it now.
+			if err := zw.Flush(); err != nil {
+				p.counters.messagesDropped.Add(uint64(len(batch)))
+				return sent, clearMessages(batch), p.linkErr(err, broken)
+			}
+		}
 		if err := bw.Flush(); err != nil {
 			p.counters.messagesDropped.Add(uint64(len(batch)))
 			return sent, clearMessages(batch), p.linkErr(err, broken)
 		}
 		spare = clearMessages(batch)
 	}
+}
+
+// countingWriter adds what it writes to n: the link's bytes on the wire.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Uint64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(uint64(n))
+	return n, err
 }
 
 // linkErr prefers what the receiver said to the write error it caused.

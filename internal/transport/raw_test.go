@@ -6,13 +6,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/stratakv/strata/perf/workload"
 )
 
 // gateHandler holds every message below index 1000 until its context ends,
@@ -55,7 +59,7 @@ func openLink(t *testing.T, n *grpcNode, from uint64, msgs ...*raftpb.Message) n
 	t.Cleanup(func() { c.Close() })
 	h := frameHeader{kind: frameKindMessages, clusterID: testCluster, from: from, to: n.tr.cfg.LocalID}
 	f, _, _, _ := n.tr.encodeMessages(h, msgs, nil)
-	b := append([]byte(nil), RawPreface...)
+	b := append(append([]byte(nil), RawPreface...), linkFrames)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
 	if _, err := c.Write(append(b, f...)); err != nil {
 		t.Fatal(err)
@@ -160,4 +164,72 @@ func TestRawLinkTellsRemovedSenderUnderLoad(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("the sender never learned why the link ended")
 	}
+}
+
+// TestZstdLinkCompressesAcrossFrames: on a zstd link the compression window
+// outlives a frame, so frames of one message each, every one a different
+// pod object, compress about as well as batches: the structure they share
+// is in the window. Compressing each frame on its own (s2 here, and zstd
+// before links became streams) gets nowhere near.
+func TestZstdLinkCompressesAcrossFrames(t *testing.T) {
+	ratio := map[Compression]float64{}
+	for _, comp := range []Compression{CompressionS2, CompressionZstd} {
+		rec := newRecorder()
+		n2 := startGRPCNode(t, GRPCConfig{LocalID: 2, Handler: rec})
+		n1 := startGRPCNode(t, GRPCConfig{LocalID: 1, Handler: newRecorder(), Compression: comp})
+		n1.tr.AddPeer(2, []string{n2.url()})
+		rng := rand.New(rand.NewPCG(7, 8))
+		for i := range uint64(300) {
+			pod := workload.PodJSON(rng)
+			n1.tr.Send([]*raftpb.Message{msgApp(1, 2, i, pod)})
+			// One message per frame: the next is sent once this one
+			// arrived.
+			if m := rec.next(t); m.GetIndex() != i || !bytes.Equal(m.GetEntries()[0].GetData(), pod) {
+				t.Fatalf("%s: got index %d, want %d with its pod", comp, m.GetIndex(), i)
+			}
+		}
+		pm := n1.tr.Metrics().Peers[2]
+		if pm.FramesSent != 300 {
+			t.Fatalf("%s: %d frames for 300 messages sent one by one", comp, pm.FramesSent)
+		}
+		ratio[comp] = float64(pm.WireBytesSent) / float64(pm.BodyBytesSent)
+	}
+	t.Logf("wire/raw for single-message frames: %v", ratio)
+	if ratio[CompressionZstd] > 0.3 || ratio[CompressionZstd] > ratio[CompressionS2]/2 {
+		t.Fatalf("zstd link wire/raw %.2f (s2 per frame %.2f): the window does not carry over", ratio[CompressionZstd], ratio[CompressionS2])
+	}
+}
+
+// TestRawLinkRefusesBadStreams: an unknown link mode ends the link with the
+// reason; a zstd link whose stream is garbage ends without stepping
+// anything.
+func TestRawLinkRefusesBadStreams(t *testing.T) {
+	rec := newRecorder()
+	n2 := startGRPCNode(t, GRPCConfig{LocalID: 2, Handler: rec})
+	for _, tc := range []struct {
+		mode    byte
+		rest    []byte
+		wantErr bool
+	}{
+		{mode: 7, wantErr: true},
+		{mode: linkZstdStream, rest: bytes.Repeat([]byte("not zstd"), 100)},
+	} {
+		c, err := net.Dial("tcp", n2.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(append(append(append([]byte(nil), RawPreface...), tc.mode), tc.rest...)); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(testTimeout))
+		err = readLinkError(c)
+		if got := errors.Is(err, ErrBadFrame); got != tc.wantErr {
+			t.Fatalf("mode %d: the link ended with %v", tc.mode, err)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("mode %d: the receiver kept the link open", tc.mode)
+		}
+	}
+	rec.expectNoMessage(t)
 }

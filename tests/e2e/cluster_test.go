@@ -227,11 +227,18 @@ func startStrataCluster(t *testing.T, prefix string, extra ...string) (*Binaries
 // the extra flags, and waits until it is ready.
 func joinLearner(ctx context.Context, t testing.TB, b *Binaries, ms []*Member, c *clientv3.Client, name string, extra ...string) (*Member, *clientv3.MemberAddResponse) {
 	t.Helper()
+	return joinLearnerOf(ctx, t, b.Subject, ms, c, name, extra...)
+}
+
+// joinLearnerOf is joinLearner with the given server binary (strata or
+// etcd).
+func joinLearnerOf(ctx context.Context, t testing.TB, binary string, ms []*Member, c *clientv3.Client, name string, extra ...string) (*Member, *clientv3.MemberAddResponse) {
+	t.Helper()
 	ports, err := FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := &Member{tb: t, Name: name, Binary: b.Subject, ClientPort: ports[0], PeerPort: ports[1],
+	j := &Member{tb: t, Name: name, Binary: binary, ClientPort: ports[0], PeerPort: ports[1],
 		env: []string{"PATH=" + os.Getenv("PATH")}}
 	j.DataDir = filepath.Join(t.TempDir(), name+".data")
 	j.logPath = filepath.Join(filepath.Dir(j.DataDir), name+".log")
@@ -239,6 +246,12 @@ func joinLearner(ctx context.Context, t testing.TB, b *Binaries, ms []*Member, c
 		j.logPath = filepath.Join(d, t.Name()+"-"+name+".log")
 	}
 	add, err := c.MemberAddAsLearner(ctx, []string{j.PeerURL()})
+	for errors.Is(err, rpctypes.ErrUnhealthy) && ctx.Err() == nil {
+		// etcd adds members only once every voter has been connected
+		// for five seconds; a cluster just started is not there yet.
+		time.Sleep(100 * time.Millisecond) // polling the server's condition; bounded by ctx
+		add, err = c.MemberAddAsLearner(ctx, []string{j.PeerURL()})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,10 +21,38 @@ import (
 	"github.com/stratakv/strata/perf/workload"
 )
 
+// learnerKind is how a server adds a read member: strata's reader, etcd's
+// learner.
+type learnerKind struct {
+	server, binary string
+	flags          []string
+}
+
+// learnerKinds are strata's reader and etcd's learner, for the benchmarks
+// that compare them; it skips unless strata is the subject.
+func learnerKinds(b *testing.B) []learnerKind {
+	bins := needSubject(b)
+	if bins.SubjectName != "strata" {
+		b.Skip("readers are strata's")
+	}
+	return []learnerKind{{"strata", bins.Subject, []string{"--role=reader"}}, {"etcd", bins.Etcd, nil}}
+}
+
+// benchClient is a quiet client of m, closed when the benchmark ends.
+func benchClient(b *testing.B, m *Member) *clientv3.Client {
+	b.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
 // readerBenchCluster starts three writers (fastRaft), a client on each and,
 // unless noReader, one reader, for the reader benchmarks; it skips unless
 // strata is the subject. Everything stops with the benchmark.
-func readerBenchCluster(b *testing.B, prefix string, noReader ...bool) (context.Context, []*Member, []*clientv3.Client, *Member) {
+func readerBenchCluster(b *testing.B, prefix string) (context.Context, []*Member, []*clientv3.Client, *Member) {
 	b.Helper()
 	bins := needSubject(b)
 	if bins.SubjectName != "strata" {
@@ -29,15 +63,7 @@ func readerBenchCluster(b *testing.B, prefix string, noReader ...bool) (context.
 	b.Cleanup(cancel)
 	clients := make([]*clientv3.Client, 3)
 	for i, m := range ms {
-		c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { c.Close() })
-		clients[i] = c
-	}
-	if len(noReader) > 0 && noReader[0] {
-		return ctx, ms, clients, nil
+		clients[i] = benchClient(b, m)
 	}
 	reader, _ := joinLearner(ctx, b, bins, ms, clients[0], "reader0", append(fastRaft, "--role=reader")...)
 	return ctx, ms, clients, reader
@@ -66,12 +92,7 @@ func BenchmarkReaderReads(b *testing.B) {
 	ems := StartCluster(b, "re", 3, MemberConfig{Binary: needEtcd(b).Etcd, ExtraArgs: fastRaft})
 	eclients := make([]*clientv3.Client, 3)
 	for i, m := range ems {
-		c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		eclients[i] = c
+		eclients[i] = benchClient(b, m)
 	}
 	eleader := leaderIndex(ctx, b, eclients)
 	benchReads(ctx, b, "etcd", eclients[0], ems[eleader], map[string]*Member{
@@ -92,11 +113,7 @@ func benchReads(ctx context.Context, b *testing.B, server string, c *clientv3.Cl
 		if m == nil {
 			continue
 		}
-		tc, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer tc.Close()
+		tc := benchClient(b, m)
 		for _, serializable := range []bool{true, false} {
 			kind := "linearizable"
 			var opts []clientv3.OpOption
@@ -123,45 +140,66 @@ func benchReads(ctx context.Context, b *testing.B, server string, c *clientv3.Cl
 	}
 }
 
-// BenchmarkReaderSeed measures how long a new reader takes to join a
-// cluster holding STRATA_BENCH_SEED_MB MiB of values (default 64; the
-// issue's figure is 1024): from `member add --learner` to ready, which is
-// the leader streaming its state machine (zstd) and the reader installing
-// it into bbolt. b.N is ignored beyond the first iteration's join.
+// BenchmarkReaderSeed measures how long a new member takes to join a
+// three-member cluster holding STRATA_BENCH_SEED_MB MiB of values (default
+// 64; the issue's figure is 1024) and hold all of it: from `member add
+// --learner` until it is ready and has applied the leader's commit index of
+// the moment it was added. On strata the member is a reader: the leader
+// streams its state machine (zstd) and the reader installs it into bbolt.
+// On etcd v3.7.3, run next on the same machine, it is etcd's learner,
+// caught up by the log or a snapshot as etcd decides. b.N is ignored.
 //
-//	STRATA_BENCH_SEED_MB=1024 go test -run=NONE -bench=ReaderSeed -benchtime=1x -timeout=30m ./tests/e2e/
+//	STRATA_BENCH_SEED_MB=1024 go test -run=NONE -bench=ReaderSeed -benchtime=1x -timeout=60m ./tests/e2e/
 func BenchmarkReaderSeed(b *testing.B) {
 	mb := benchEnv("STRATA_BENCH_SEED_MB", 64)
-	bins := needSubject(b)
-	if bins.SubjectName != "strata" {
-		b.Skip("readers are strata's")
+	for _, lk := range learnerKinds(b) {
+		server, binary, extra := lk.server, lk.binary, lk.flags
+		b.Run("server="+server, func(b *testing.B) {
+			ms := StartCluster(b, "sb"+server[:1], 3, MemberConfig{Binary: binary, ExtraArgs: append(slices.Clone(fastRaft), "--quota-backend-bytes=17179869184")})
+			defer func() {
+				for _, m := range ms {
+					m.Stop()
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			defer cancel()
+			c := benchClient(b, ms[0])
+			// Load: txns of 100 puts of 8 KiB (about 800 KiB each), 4 at a time.
+			val := strings.Repeat("s", 8<<10)
+			txns := mb * (1 << 20) / (100 * len(val))
+			concurrently(b, 4, txns, func(i int) error {
+				ops := make([]clientv3.Op, 100)
+				for j := range ops {
+					ops[j] = clientv3.OpPut(fmt.Sprintf("seed/%06d/%03d", i, j), val)
+				}
+				_, err := c.Txn(ctx).Then(ops...).Commit()
+				return err
+			})
+			st, err := c.Status(ctx, ms[0].Endpoint())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			start := time.Now()
+			j, _ := joinLearnerOf(ctx, b, binary, ms, c, server+"-learner", append(slices.Clone(fastRaft), extra...)...)
+			jc := benchClient(b, j)
+			for {
+				js, err := jc.Status(ctx, j.Endpoint())
+				if err == nil && js.RaftAppliedIndex >= st.RaftIndex {
+					break
+				}
+				if ctx.Err() != nil {
+					b.Fatalf("the learner did not catch up: %v", err)
+				}
+				time.Sleep(10 * time.Millisecond) // polling a process's progress; not synchronisation
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			j.Stop()
+			b.ReportMetric(elapsed.Seconds(), "seconds-to-caught-up")
+			b.ReportMetric(float64(mb)/elapsed.Seconds(), "MiB/s")
+		})
 	}
-	ms := StartCluster(b, "sb", 3, MemberConfig{Binary: bins.Subject, ExtraArgs: append(fastRaft, "--quota-backend-bytes=17179869184")})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{ms[0].Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	// Load: txns of 100 puts of 8 KiB (about 800 KiB each), 4 at a time.
-	val := strings.Repeat("s", 8<<10)
-	txns := mb * (1 << 20) / (100 * len(val))
-	concurrently(b, 4, txns, func(i int) error {
-		ops := make([]clientv3.Op, 100)
-		for j := range ops {
-			ops[j] = clientv3.OpPut(fmt.Sprintf("seed/%06d/%03d", i, j), val)
-		}
-		_, err := c.Txn(ctx).Then(ops...).Commit()
-		return err
-	})
-	b.ResetTimer()
-	start := time.Now()
-	_, _ = joinLearner(ctx, b, bins, ms, c, "reader0", append(fastRaft, "--role=reader")...)
-	elapsed := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(elapsed.Seconds(), "seconds-to-ready")
-	b.ReportMetric(float64(mb)/elapsed.Seconds(), "MiB/s")
 }
 
 // BenchmarkReaderLinkBytes: three writers and one reader, b.N puts of
@@ -215,37 +253,91 @@ func BenchmarkReaderLinkBytes(b *testing.B) {
 // BenchmarkLeaderCostPerReader: three writers take puts of pod JSON from
 // 16 clients through the leader, first with no reader, then with one reader
 // following, then with that reader killed (a dead reader must not slow
-// commits, and the leader's queue to it is bounded). b.N puts per phase.
-// Reports puts/s, the leader's CPU per put and its resident memory at the
-// end of the phase.
+// commits, and the leader's queue to it is bounded), then with it removed
+// (the control for the dead phase: the state has grown by then, which
+// costs by itself). b.N puts per phase.
+// Then the same on etcd v3.7.3 with an etcd learner in the reader's place,
+// on the same machine. Reports puts/s, the leader's CPU per put and its
+// resident memory at the end of the phase.
+//
+// With STRATA_BENCH_PPROF=<dir>, a 5-second CPU profile of the leader is
+// taken in each phase, as <dir>/<server>-<phase>.pprof.
 //
 //	go test -run=NONE -bench=LeaderCostPerReader -benchtime=10000x ./tests/e2e/
 func BenchmarkLeaderCostPerReader(b *testing.B) {
-	ctx, ms, clients, _ := readerBenchCluster(b, "lc", true)
-	bins := needSubject(b)
-	leader := leaderIndex(ctx, b, clients)
-	rng := rand.New(rand.NewPCG(5, 6))
-	var reader *Member
-	for _, phase := range []string{"no-reader", "one-reader", "dead-reader"} {
-		switch phase {
-		case "one-reader":
-			reader, _ = joinLearner(ctx, b, bins, ms, clients[leader], "reader0", append(fastRaft, "--role=reader")...)
-		case "dead-reader":
-			reader.Kill()
+	profDir := os.Getenv("STRATA_BENCH_PPROF")
+	for _, lk := range learnerKinds(b) {
+		server, binary, extra := lk.server, lk.binary, lk.flags
+		args := slices.Clone(fastRaft)
+		if profDir != "" {
+			args = append(args, "--enable-pprof")
 		}
-		b.Run(phase, func(b *testing.B) {
-			pods := newPods(rng, b.N)
-			cpu0 := processCPU(b, ms[leader])
-			b.ResetTimer()
-			start := time.Now()
-			putPods(ctx, b, clients[leader], pods)
-			elapsed := time.Since(start)
-			b.StopTimer()
-			cpu := processCPU(b, ms[leader]) - cpu0
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "puts/s")
-			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "leader-cpu-µs/put")
-			b.ReportMetric(float64(processRSS(b, ms[leader]))/(1<<20), "leader-rss-MiB")
-		})
+		ms := StartCluster(b, "lc"+server[:1], 3, MemberConfig{Binary: binary, ExtraArgs: args})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		clients := make([]*clientv3.Client, 3)
+		for i, m := range ms {
+			clients[i] = benchClient(b, m)
+		}
+		leader := leaderIndex(ctx, b, clients)
+		rng := rand.New(rand.NewPCG(5, 6))
+		var learner *Member
+		var learnerID uint64
+		for _, phase := range []string{"no-reader", "one-reader", "dead-reader", "reader-removed"} {
+			switch phase {
+			case "one-reader":
+				var add *clientv3.MemberAddResponse
+				learner, add = joinLearnerOf(ctx, b, binary, ms, clients[leader], server+"-learner", append(slices.Clone(fastRaft), extra...)...)
+				learnerID = add.Member.ID
+			case "dead-reader":
+				learner.Kill()
+			case "reader-removed":
+				if _, err := clients[leader].MemberRemove(ctx, learnerID); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.Run(fmt.Sprintf("server=%s/%s", server, phase), func(b *testing.B) {
+				pods := newPods(rng, b.N)
+				cpu0 := processCPU(b, ms[leader])
+				var prof sync.WaitGroup
+				if profDir != "" {
+					prof.Go(func() { saveProfile(b, ms[leader], filepath.Join(profDir, server+"-"+phase+".pprof")) })
+				}
+				b.ResetTimer()
+				start := time.Now()
+				putPods(ctx, b, clients[leader], pods)
+				elapsed := time.Since(start)
+				b.StopTimer()
+				prof.Wait()
+				cpu := processCPU(b, ms[leader]) - cpu0
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "puts/s")
+				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "leader-cpu-µs/put")
+				b.ReportMetric(float64(processRSS(b, ms[leader]))/(1<<20), "leader-rss-MiB")
+			})
+		}
+		for _, m := range ms {
+			m.Stop()
+		}
+		cancel()
+	}
+}
+
+// saveProfile saves a 5-second CPU profile of m (run with --enable-pprof)
+// to path.
+func saveProfile(b *testing.B, m *Member, path string) {
+	resp, err := http.Get(m.ClientURL() + "/debug/pprof/profile?seconds=5")
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		b.Error(err)
 	}
 }
 
