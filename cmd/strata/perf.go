@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+
+	"github.com/stratakv/strata/perf"
+)
+
+// perfMain is `strata perf`: the workload harness (package perf).
+func perfMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, perfUsage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return perfRun(args[1:], stdout, stderr)
+	case "report":
+		return perfReport(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, perfUsage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "strata perf: unknown command %q\n%s", args[0], perfUsage)
+	return 2
+}
+
+const perfUsage = `usage: strata perf <command> [flags]
+
+commands:
+  run      drive endpoints with a workload and report latency, throughput and CPU
+  report   print result files (--out of run) as tables, or render them as HTML
+
+Run 'strata perf <command> --help' for a command's flags.
+`
+
+// runFlags registers the flags of a run on fs, etcdctl's and etcd's
+// benchmark tool's names where they have one.
+func runFlags(fs *flag.FlagSet, c *perf.Config) (endpoints *string) {
+	endpoints = fs.String("endpoints", "127.0.0.1:2379", "comma-separated gRPC endpoints")
+	fs.StringVar(&c.Target, "target", "all", "which of the endpoints to drive, by role: all, leader, followers (voters not leading) or readers (learners)")
+	fs.StringVar(&c.Workload, "workload", "put", "workload: "+strings.Join(perf.WorkloadNames(), ", "))
+	fs.IntVar(&c.Clients, "clients", 1, "concurrent clients")
+	fs.IntVar(&c.Conns, "conns", 1, "gRPC connections the clients share, spread over the endpoints")
+	fs.Float64Var(&c.Rate, "rate", 0, "offered operations per second over all clients; 0 runs closed-loop (latency then counts from each operation's scheduled start)")
+	fs.Int64Var(&c.Total, "total", 0, "operations to run (with --duration, the first reached ends the run)")
+	fs.DurationVar(&c.Duration, "duration", 0, "length of the measured phase")
+	fs.IntVar(&c.KeySize, "key-size", 8, "key length (keys are numbers zero-padded to it, after --prefix)")
+	fs.IntVar(&c.KeySpace, "key-space", 1, "distinct keys")
+	fs.StringVar(&c.KeyDist, "key-dist", "uniform", "how keys are drawn: sequential, uniform or zipf")
+	fs.Float64Var(&c.ZipfS, "zipf-s", 1.1, "skew of --key-dist=zipf (more than 1)")
+	fs.IntVar(&c.ValSize, "val-size", 8, "value size of writes, bytes")
+	fs.StringVar(&c.Consistency, "consistency", "l", "read consistency: l (linearizable) or s (serializable)")
+	fs.IntVar(&c.Watchers, "watchers", 10, "watchers of the watch workloads")
+	fs.IntVar(&c.WatchStreams, "watch-streams", 1, "gRPC watch streams the watchers share")
+	fs.IntVar(&c.KeepAlivesPerGrant, "keepalives-per-grant", 10, "keep-alives the lease workload sends per granted lease")
+	fs.Int64Var(&c.LeaseTTL, "lease-ttl", 60, "TTL of granted leases, seconds")
+	fs.IntVar(&c.PageSize, "page-size", 500, "limit of each page of the kubernetes workload's lists")
+	fs.DurationVar(&c.CompactEvery, "compact-every", 0, "kubernetes workload: compact this often (0: never)")
+	fs.StringVar(&c.Prefix, "prefix", "", "prefix of every key the run writes")
+	fs.Uint64Var(&c.Seed, "seed", 1, "seed of generated keys and values")
+	fs.StringVar(&c.CACert, "cacert", "", "verify servers with this CA bundle")
+	fs.StringVar(&c.Cert, "cert", "", "client certificate (TLS)")
+	fs.StringVar(&c.Key, "key", "", "client key (TLS)")
+	fs.BoolVar(&c.InsecureSkipVerify, "insecure-skip-tls-verify", false, "accept any server certificate")
+	fs.StringVar(&c.User, "user", "", "username[:password] for authentication")
+	fs.StringVar(&c.Password, "password", "", "password, if not in --user")
+	fs.DurationVar(&c.DialTimeout, "dial-timeout", perf.DefaultDialTimeout, "timeout of each connection's setup")
+	return endpoints
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func perfRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("strata perf run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg perf.Config
+	endpoints := runFlags(fs, &cfg)
+	out := fs.String("out", "", "write the result as JSON to this file")
+	label := fs.String("label", "", "name of the run in reports (default workload@target)")
+	progress := fs.Bool("progress", isTerminal(os.Stderr), "print progress on stderr every second")
+	cpuProfile := fs.String("cpuprofile", "", "write the harness's own CPU profile to this file")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: strata perf run [flags]\n\nworkloads:\n")
+		for _, w := range perf.WorkloadHelp() {
+			fmt.Fprintf(stderr, "  %-16s %s\n", w[0], w[1])
+		}
+		fmt.Fprintf(stderr, "\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "strata perf run: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	cfg.Endpoints = splitList(*endpoints)
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "strata perf run: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var pw io.Writer
+	if *progress {
+		pw = stderr
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "strata perf run: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "strata perf run: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	res, err := perf.Run(ctx, cfg, pw)
+	if err != nil {
+		fmt.Fprintf(stderr, "strata perf run: %v\n", err)
+		return 1
+	}
+	if *label != "" {
+		res.Label = *label
+	}
+	perf.PrintSummary(stdout, res)
+	if *out != "" {
+		if err := perf.WriteJSON(*out, []*perf.Result{res}); err != nil {
+			fmt.Fprintf(stderr, "strata perf run: %v\n", err)
+			return 1
+		}
+	}
+	if res.Errors == res.Ops {
+		fmt.Fprintf(stderr, "strata perf run: every operation failed (%v): are the endpoints %v serving?\n", res.ErrorsByCode, res.Driven)
+		return 1
+	}
+	return 0
+}
+
+func perfReport(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("strata perf report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	html := fs.String("html", "", "render the results as a self-contained HTML report in this file")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: strata perf report FILE.json... [--html OUT.html]\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	files := fs.Args()
+	if len(files) == 0 {
+		fmt.Fprintln(stderr, "strata perf report: name at least one result file")
+		return 2
+	}
+	var all []*perf.Result
+	for _, f := range files {
+		rs, err := perf.ReadJSON(f)
+		if err != nil {
+			fmt.Fprintf(stderr, "strata perf report: %v\n", err)
+			return 1
+		}
+		all = append(all, rs...)
+	}
+	if *html == "" {
+		for _, r := range all {
+			perf.PrintSummary(stdout, r)
+			fmt.Fprintln(stdout)
+		}
+		return 0
+	}
+	f, err := os.Create(*html)
+	if err != nil {
+		fmt.Fprintf(stderr, "strata perf report: %v\n", err)
+		return 1
+	}
+	if err := perf.WriteHTML(f, all); err != nil {
+		f.Close()
+		fmt.Fprintf(stderr, "strata perf report: %v\n", err)
+		return 1
+	}
+	if err := f.Close(); err != nil {
+		fmt.Fprintf(stderr, "strata perf report: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// isTerminal reports whether f is a terminal (a character device).
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,160 @@
+package perf
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidate(t *testing.T) {
+	ok := Config{Endpoints: []string{"127.0.0.1:2379"}, Workload: "put", Total: 10, Clients: 1, Conns: 1}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	for _, c := range []struct {
+		mod  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Endpoints = nil }, "--endpoints"},
+		{func(c *Config) { c.Workload = "nope" }, "--workload"},
+		{func(c *Config) { c.Target = "voters" }, "--target"},
+		{func(c *Config) { c.Total = 0 }, "--total or --duration"},
+		{func(c *Config) { c.Clients = 0 }, "--clients"},
+		{func(c *Config) { c.Conns = 0 }, "--conns"},
+		{func(c *Config) { c.KeyDist = "gauss" }, "--key-dist"},
+		{func(c *Config) { c.KeyDist, c.ZipfS = "zipf", 0.5 }, "--zipf-s"},
+		{func(c *Config) { c.Consistency = "x" }, "--consistency"},
+		{func(c *Config) { c.Rate = -1 }, "--rate"},
+	} {
+		cfg := ok
+		c.mod(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an error naming %s", cfg, err, c.want)
+		}
+	}
+}
+
+func TestKeys(t *testing.T) {
+	cfg := Config{KeySize: 6, KeySpace: 1000, KeyDist: "sequential", Clients: 4, Prefix: "p/"}.withDefaults()
+	g := newKeyGen(cfg, 1, rand.New(rand.NewPCG(1, 1)))
+	if n := g.Next(); n != 250 {
+		t.Fatalf("worker 1 of 4 starts at %d, want 250", n)
+	}
+	if k := string(g.Key(7)); k != "p/000007" {
+		t.Fatalf("key 7 = %q", k)
+	}
+	if k := string(appendKey(nil, "", 2, 12345)); k != "12345" {
+		t.Fatalf("a number longer than the key size: %q", k)
+	}
+	// zipf draws favour the low keys; uniform ones do not.
+	for _, dist := range []string{"uniform", "zipf"} {
+		cfg.KeyDist = dist
+		g := newKeyGen(cfg.withDefaults(), 0, rand.New(rand.NewPCG(2, 2)))
+		low := 0
+		for range 10000 {
+			n := g.Next()
+			if n < 0 || n >= 1000 {
+				t.Fatalf("%s: key %d outside the space", dist, n)
+			}
+			if n < 10 {
+				low++
+			}
+		}
+		if dist == "uniform" && (low < 50 || low > 200) || dist == "zipf" && low < 3000 {
+			t.Errorf("%s: %d of 10000 draws in the lowest 1%% of keys", dist, low)
+		}
+	}
+}
+
+func TestRecorderAndResult(t *testing.T) {
+	start := time.Unix(1000, 0)
+	a, b := newRecorder(start), newRecorder(start)
+	for i := range 1000 {
+		a.op(start, start.Add(time.Duration(i+1)*time.Millisecond), nil) // 1..1000 ms
+		a.rpc("put", time.Duration(i+1)*time.Millisecond, nil)
+	}
+	b.op(start.Add(1500*time.Millisecond), start.Add(2*time.Second), errTest{})
+	b.add("txn_conflicts", 3)
+	a.merge(b)
+	r := newResult(Config{Workload: "put", Target: "all"}, lookupWorkload("put"), nil, a, start, start.Add(2*time.Second), 1001*time.Millisecond, nil)
+	if r.Ops != 1001 || r.Errors != 1 || r.ErrorsByCode["Unknown"] != 1 {
+		t.Fatalf("ops %d errors %d %v", r.Ops, r.Errors, r.ErrorsByCode)
+	}
+	if p := r.LatencyMs.P50; p < 495 || p > 505 {
+		t.Fatalf("p50 %.1f ms, want about 500", p)
+	}
+	if r.LatencyMs.Max < 999 || r.LatencyMs.P99 > r.LatencyMs.Max || r.LatencyMs.P50 > r.LatencyMs.P99 {
+		t.Fatalf("latency %+v", r.LatencyMs)
+	}
+	if len(r.Throughput) != 3 || r.Throughput[0] != 999 || r.Throughput[1] != 1 || r.Throughput[2] != 1 {
+		t.Fatalf("throughput per second %v", r.Throughput)
+	}
+	if r.HarnessCPUUsPerOp != 1000 || r.Extra["txn_conflicts"] != 3 {
+		t.Fatalf("harness CPU %.1f µs/op, extra %v", r.HarnessCPUUsPerOp, r.Extra)
+	}
+	path := filepath.Join(t.TempDir(), "r.json")
+	if err := WriteJSON(path, []*Result{r}); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadJSON(path)
+	if err != nil || len(back) != 1 || back[0].Ops != r.Ops || back[0].LatencyMs != r.LatencyMs {
+		t.Fatalf("read back %v %v", back, err)
+	}
+	var out bytes.Buffer
+	PrintSummary(&out, r)
+	for _, want := range []string{"1001 ops", "p99.9", "put", "txn_conflicts: 3"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := os.WriteFile(path, []byte(`[{"schema": 99}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadJSON(path); err == nil || !strings.Contains(err.Error(), "schema 99") {
+		t.Fatalf("a result of another schema: %v", err)
+	}
+}
+
+type errTest struct{}
+
+func (errTest) Error() string { return "test" }
+
+// TestLocalPID finds this process by a socket it listens on, and reads its
+// CPU time and RSS from /proc.
+func TestLocalPID(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	pid, ok := localPID("http://" + l.Addr().String())
+	if !ok || pid != os.Getpid() {
+		t.Fatalf("localPID = %d, %v; want this process, %d", pid, ok, os.Getpid())
+	}
+	if _, ok := localPID("http://192.0.2.1:2379"); ok {
+		t.Fatal("a remote endpoint was found locally")
+	}
+	cpu, err := procCPU(pid)
+	if err != nil || cpu <= 0 {
+		t.Fatalf("procCPU: %v %v", cpu, err)
+	}
+	rss, err := procRSS(pid)
+	if err != nil || rss < 1<<20 {
+		t.Fatalf("procRSS: %d %v", rss, err)
+	}
+}
+
+func TestBar(t *testing.T) {
+	if b := bar(0.5); !strings.HasPrefix(b, "[===============               ]") || !strings.HasSuffix(b, " 50%") {
+		t.Fatalf("bar(0.5) = %q", b)
+	}
+	if b := bar(2); !strings.HasSuffix(b, "100%") {
+		t.Fatalf("bar(2) = %q", b)
+	}
+}

@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratakv/strata/perf"
+)
+
+// runPerf runs `strata perf run` with args and the JSON result it wrote.
+func runPerf(ctx context.Context, t *testing.T, strata string, args ...string) *perf.Result {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "result.json")
+	cmd := exec.CommandContext(ctx, strata, append([]string{"perf", "run", "--out=" + out}, args...)...)
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("strata perf run %v: %v\n%s", args, err, b)
+	}
+	rs, err := perf.ReadJSON(out)
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("reading the result: %v %v", rs, err)
+	}
+	return rs[0]
+}
+
+// TestPerfWorkloads runs every workload of `strata perf run` against a
+// strata and an etcd member: each completes its operations without error,
+// its latency summary is ordered, the per-kind counts add up, and the
+// server process is found and measured.
+func TestPerfWorkloads(t *testing.T) {
+	b := needSubject(t)
+	etcd, sub := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const total = 2000
+	for _, m := range []*Member{etcd, sub} {
+		for _, w := range perf.WorkloadNames() {
+			t.Run(fmt.Sprintf("%s/%s", m.Binary[strings.LastIndexByte(m.Binary, '/')+1:], w), func(t *testing.T) {
+				r := runPerf(ctx, t, b.Subject, "--endpoints="+m.Endpoint(), "--workload="+w, fmt.Sprintf("--total=%d", total),
+					"--clients=8", "--conns=2", "--key-space=50", "--val-size=64", "--watchers=20", "--prefix="+w+"/")
+				if r.Ops != total || r.Errors != 0 {
+					t.Fatalf("%d ops, %d errors %v", r.Ops, r.Errors, r.ErrorsByCode)
+				}
+				l := r.LatencyMs
+				if !(0 < l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
+					t.Fatalf("latency summary out of order: %+v", l)
+				}
+				var rpcs int64
+				for name, k := range r.ByKind {
+					if name != "event" {
+						rpcs += k.LatencyMs.Count
+					}
+				}
+				if rpcs < total {
+					t.Fatalf("%d RPCs recorded by kind for %d operations", rpcs, total)
+				}
+				if w == "watch" {
+					// 20 watchers see every put made in the run,
+					// but the last ones may land after it ended.
+					if ev := r.ByKind["event"].LatencyMs.Count; ev < 20*total*9/10 || ev > 20*total {
+						t.Fatalf("%d events for %d puts to 20 watchers", ev, total)
+					}
+				}
+				if len(r.Servers) != 1 || r.Servers[0].PID != m.current().cmd.Process.Pid || r.Servers[0].CPUSeconds <= 0 || r.ServerCPUMsPer1000 <= 0 {
+					t.Fatalf("server stats %+v (%.1f ms/1000 ops), want the member's process, pid %d", r.Servers, r.ServerCPUMsPer1000, m.current().cmd.Process.Pid)
+				}
+				if sum := slices.Max(r.Throughput); sum <= 0 || r.HarnessCPUUsPerOp <= 0 {
+					t.Fatalf("throughput %v, harness CPU %.1f µs/op", r.Throughput, r.HarnessCPUUsPerOp)
+				}
+			})
+		}
+	}
+}
+
+// TestPerfTargets: --target picks the leader, the followers or the readers
+// of a cluster from the endpoints of all its members.
+func TestPerfTargets(t *testing.T) {
+	b, ms, clients := startStrataCluster(t, "pt")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, _ := joinLearner(ctx, t, b, ms, clients[0], "reader", append(fastRaft, "--role=reader")...)
+	all := []string{ms[0].Endpoint(), ms[1].Endpoint(), ms[2].Endpoint(), r.Endpoint()}
+	leader := ms[leaderIndex(ctx, t, clients)].Endpoint()
+	for target, want := range map[string][]string{
+		"leader":    {leader},
+		"readers":   {r.Endpoint()},
+		"followers": slices.DeleteFunc(slices.Clone(all[:3]), func(e string) bool { return e == leader }),
+		"all":       all,
+	} {
+		res := runPerf(ctx, t, b.Subject, "--endpoints="+strings.Join(all, ","), "--target="+target, "--workload=range",
+			"--consistency=s", "--total=200", "--conns=4", "--clients=4")
+		if !slices.Equal(res.Driven, want) {
+			t.Errorf("--target=%s drove %v, want %v", target, res.Driven, want)
+		}
+	}
+}
+
+// TestPerfRefusesBadFlags: bad flags are refused with exit code 2 and a
+// message naming the flag, before anything is dialed.
+func TestPerfRefusesBadFlags(t *testing.T) {
+	b := needSubject(t)
+	for args, want := range map[string]string{
+		"--workload=nope --total=1":              "--workload",
+		"--total=1 --key-dist=gauss":             "--key-dist",
+		"--workload=put":                         "--total or --duration",
+		"--total=1 --endpoints=":                 "--endpoints",
+		"--total=1 --consistency=strong":         "--consistency",
+		"--total=1 --target=voters":              "--target",
+		"--total=1 --clients=0":                  "--clients",
+		"--total=1 --zipf-s=0.5 --key-dist=zipf": "--zipf-s",
+	} {
+		cmd := exec.Command(b.Subject, append([]string{"perf", "run"}, strings.Fields(args)...)...)
+		out, err := cmd.CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), want) {
+			t.Errorf("strata perf run %s: %v, %q; want exit 2 naming %s", args, err, out, want)
+		}
+	}
+}
