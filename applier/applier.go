@@ -88,8 +88,12 @@ type AppliedState struct {
 type Applier struct {
 	cfg   Config
 	lg    *zap.Logger
-	eng   Engine
 	chunk int
+	// eng is the engine the state is in. Swap replaces it.
+	// REQUIRES: writeMu or engMu to read it, both to change it.
+	eng *engineRef
+	// engMu guards eng and the read counts of engines.
+	engMu sync.Mutex
 
 	// readers is held shared by every read in progress (from opening its
 	// snapshot to closing it) and exclusively by Close, so that the
@@ -143,7 +147,7 @@ func New(cfg Config) (*Applier, error) {
 	if cfg.Engine == nil {
 		return nil, errors.New("applier: Config.Engine is required")
 	}
-	a := &Applier{cfg: cfg, lg: cfg.Logger, eng: cfg.Engine, chunk: cfg.CompactionChunk}
+	a := &Applier{cfg: cfg, lg: cfg.Logger, eng: &engineRef{Engine: cfg.Engine}, chunk: cfg.CompactionChunk}
 	if a.lg == nil {
 		a.lg = zap.NewNop()
 	}
@@ -171,7 +175,7 @@ func New(cfg Config) (*Applier, error) {
 	a.st = st
 	a.mu.changed = make(chan struct{})
 	a.publishLocked(&st)
-	if a.mu.removed, err = loadRemoved(a.eng); err != nil {
+	if a.mu.removed, err = loadRemoved(a.eng.Engine); err != nil {
 		return nil, err
 	}
 	a.lg.Info("opened state machine",
@@ -499,25 +503,49 @@ func (a *Applier) Rev() (current, compacted int64) {
 }
 
 // Stats reports the engine's size.
-func (a *Applier) Stats() EngineStats {
-	a.readers.RLock()
-	defer a.readers.RUnlock()
-	return a.eng.Stats()
-}
+func (a *Applier) Stats() EngineStats { return a.Engine().Stats() }
 
 // Sync makes everything applied so far durable in the engine.
-func (a *Applier) Sync() error {
-	a.readers.RLock()
-	defer a.readers.RUnlock()
-	return a.eng.Sync()
-}
+func (a *Applier) Sync() error { return a.Engine().Sync() }
 
 // Engine is the engine the state machine is in now: the one it was opened
 // with, or the last one Swap installed.
 func (a *Applier) Engine() Engine {
-	a.readers.RLock()
-	defer a.readers.RUnlock()
+	a.engMu.Lock()
+	defer a.engMu.Unlock()
+	return a.eng.Engine
+}
+
+// engineRef is an engine with the count of the reads open on it, so that
+// an engine Swap replaced is retired only once its last read ended.
+type engineRef struct {
+	Engine
+	reads int // REQUIRES: Applier.engMu
+	// retire, set by Swap, runs once reads is 0. REQUIRES: engMu.
+	retire func()
+}
+
+// acquire returns the current engine, counting a read on it.
+func (a *Applier) acquire() *engineRef {
+	a.engMu.Lock()
+	defer a.engMu.Unlock()
+	a.eng.reads++
 	return a.eng
+}
+
+// release ends a read on ref, retiring it if it was replaced and this was
+// its last read.
+func (a *Applier) release(ref *engineRef) {
+	a.engMu.Lock()
+	ref.reads--
+	var retire func()
+	if ref.reads == 0 {
+		retire, ref.retire = ref.retire, nil
+	}
+	a.engMu.Unlock()
+	if retire != nil {
+		retire()
+	}
 }
 
 // readView opens a snapshot of the committed state with its revisions.
@@ -669,13 +697,16 @@ func (a *Applier) openSnapshot() (Snapshot, error) {
 		a.readers.RUnlock()
 		return nil, ErrClosed
 	}
-	return &readSnapshot{Snapshot: a.eng.NewSnapshot(), a: a}, nil
+	ref := a.acquire()
+	return &readSnapshot{Snapshot: ref.NewSnapshot(), a: a, ref: ref}, nil
 }
 
-// readSnapshot releases the applier's read hold when closed.
+// readSnapshot releases the applier's read hold, and its engine's, when
+// closed.
 type readSnapshot struct {
 	Snapshot
 	a    *Applier
+	ref  *engineRef
 	done bool
 }
 
@@ -685,6 +716,7 @@ func (s *readSnapshot) Close() error {
 	}
 	s.done = true
 	err := s.Snapshot.Close()
+	s.a.release(s.ref)
 	s.a.readers.RUnlock()
 	return err
 }

@@ -40,13 +40,13 @@ func (a *Applier) Restore(index uint64, install func(Engine) error) error {
 	if index <= a.st.index {
 		return fmt.Errorf("%w: snapshot at %d, applied %d", ErrStaleSnapshot, index, a.st.index)
 	}
-	if err := clearEngine(a.eng); err != nil {
+	if err := clearEngine(a.eng.Engine); err != nil {
 		return fmt.Errorf("applier: restore: clear: %w", err)
 	}
-	if err := install(a.eng); err != nil {
+	if err := install(a.eng.Engine); err != nil {
 		return fmt.Errorf("applier: restore: %w", err)
 	}
-	st, removed, leases, err := a.loadInstalled(a.eng)
+	st, removed, leases, err := a.loadInstalled(a.eng.Engine)
 	if err != nil {
 		return err
 	}
@@ -56,40 +56,50 @@ func (a *Applier) Restore(index uint64, install func(Engine) error) error {
 
 // Swap is Restore into a second engine: install fills fresh, which must be
 // empty, while the current engine goes on serving reads (serializable
-// reads, watches catching up, snapshots being streamed); only once the
-// install succeeded does fresh become the state machine, in a step that
-// waits for the reads in progress, as Restore does. It returns the engine
-// it replaced, which no read uses any more: the caller closes it (and
-// removes its files). If install fails, Swap returns the error, the
-// applier is left exactly as it was, and the caller discards fresh.
+// reads, watches catching up, snapshots being streamed); once the install
+// succeeded, fresh becomes the state machine, and new reads and writes go
+// to it. Swap does not wait for the reads still open on the engine it
+// replaced: retire is called with that engine once the last of them ends
+// (at once if there is none; possibly from the goroutine that ends it),
+// and the caller closes it there. If install fails, Swap returns the
+// error, the applier is left exactly as it was, and the caller discards
+// fresh.
 //
 // Applies wait for the whole of Swap, as for Restore: the snapshot is
-// checked against the applied index under the write lock and must still be
-// newer when it is adopted.
-func (a *Applier) Swap(index uint64, fresh Engine, install func(Engine) error) (old Engine, err error) {
+// checked against the applied index under the write lock.
+func (a *Applier) Swap(index uint64, fresh Engine, install func(Engine) error, retire func(Engine)) error {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
 	if a.closed() {
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	if index <= a.st.index {
-		return nil, fmt.Errorf("%w: snapshot at %d, applied %d", ErrStaleSnapshot, index, a.st.index)
+		return fmt.Errorf("%w: snapshot at %d, applied %d", ErrStaleSnapshot, index, a.st.index)
 	}
 	if err := install(fresh); err != nil {
-		return nil, fmt.Errorf("applier: restore: %w", err)
+		return fmt.Errorf("applier: restore: %w", err)
 	}
 	st, removed, leases, err := a.loadInstalled(fresh)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	a.readers.Lock()
-	defer a.readers.Unlock()
-	if a.closed() {
-		return nil, ErrClosed
+	// The engine first, then the state: a read that sees the new applied
+	// index opens its snapshot on the new engine. (A read that began
+	// before sees the old state, consistently: its snapshot carries its
+	// revisions.)
+	a.engMu.Lock()
+	old := a.eng
+	a.eng = &engineRef{Engine: fresh}
+	retireNow := old.reads == 0
+	if !retireNow {
+		old.retire = func() { retire(old.Engine) }
 	}
-	old, a.eng = a.eng, fresh
+	a.engMu.Unlock()
+	if retireNow {
+		retire(old.Engine)
+	}
 	a.adopt(st, removed, leases)
-	return old, nil
+	return nil
 }
 
 // loadInstalled reads what an install left in e: the applied state, the
@@ -115,7 +125,7 @@ func (a *Applier) loadInstalled(e Engine) (st applyState, removed map[uint64]boo
 	return st, removed, leases, nil
 }
 
-// adopt makes an installed state the applier's, under both locks: the
+// adopt makes an installed state the applier's, under the write lock: the
 // lessor and the watch hub hear of it, then readers see it.
 func (a *Applier) adopt(st applyState, removed map[uint64]bool, leases []LeaseInfo) {
 	a.st = st

@@ -101,21 +101,36 @@ func TestSwapServesReadsUntilInstalled(t *testing.T) {
 		t.Cleanup(func() { e.Close() })
 		return e
 	}
+	retired := make(chan Engine, 1)
+	retire := func(e Engine) { retired <- e }
+	isEmpty := func(e Engine) bool {
+		s := e.NewSnapshot()
+		defer s.Close()
+		it, err := s.NewIter(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer it.Close()
+		return !it.First()
+	}
 
 	// A stale snapshot leaves fresh untouched.
-	if _, err := f.a.Swap(f.a.Applied().Index, newFresh(), copyState(t, leader.eng)); !errors.Is(err, ErrStaleSnapshot) {
+	stale := newFresh()
+	if err := f.a.Swap(f.a.Applied().Index, stale, copyState(t, leader.eng), retire); !errors.Is(err, ErrStaleSnapshot) {
 		t.Fatalf("Swap at the applied index: %v, want ErrStaleSnapshot", err)
+	}
+	if !isEmpty(stale) {
+		t.Fatal("a refused swap wrote into the fresh engine")
 	}
 
 	// A failed install leaves the applier as it was.
-	failed := newFresh()
 	boom := errors.New("stream broke")
-	_, err := f.a.Swap(snapIndex, failed, func(e Engine) error {
+	err := f.a.Swap(snapIndex, newFresh(), func(e Engine) error {
 		if err := copyState(t, leader.eng)(e); err != nil {
 			return err
 		}
 		return boom
-	})
+	}, retire)
 	if !errors.Is(err, boom) {
 		t.Fatalf("Swap with a failing install: %v, want %v", err, boom)
 	}
@@ -123,11 +138,24 @@ func TestSwapServesReadsUntilInstalled(t *testing.T) {
 		t.Fatalf("after a failed swap: engine replaced %v, applied %d, k=%q", f.a.Engine() != orig, f.a.Applied().Index, get(t, f.a, "k"))
 	}
 
-	// While the install runs, reads are served from the old engine.
+	// A read open across the whole swap: the swap does not wait for it,
+	// it keeps its old view, and the old engine retires when it ends.
+	long, err := f.a.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	fresh := newFresh()
-	old, err := f.a.Swap(snapIndex, fresh, func(e Engine) error {
+	err = f.a.Swap(snapIndex, fresh, func(e Engine) error {
+		// While the install runs, reads are served from the old engine.
 		got := make(chan string, 1)
-		go func() { got <- get(t, f.a, "k") }()
+		go func() {
+			r, err := f.a.Range(&pb.RangeRequest{Key: []byte("k"), Serializable: true})
+			if err != nil || len(r.Kvs) != 1 {
+				got <- fmt.Sprintf("error %v", err)
+				return
+			}
+			got <- string(r.Kvs[0].Value)
+		}()
 		select {
 		case v := <-got:
 			if v != "old" {
@@ -137,12 +165,12 @@ func TestSwapServesReadsUntilInstalled(t *testing.T) {
 			return errors.New("a read waited for the install")
 		}
 		return copyState(t, leader.eng)(e)
-	})
+	}, retire)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if old != orig || f.a.Engine() != fresh {
-		t.Fatalf("Swap returned %p (want the original %p); engine now %p (want fresh %p)", old, orig, f.a.Engine(), fresh)
+	if f.a.Engine() != fresh {
+		t.Fatalf("engine after swap is not the fresh one")
 	}
 	if got := f.a.Applied().Index; got != snapIndex {
 		t.Fatalf("applied index after swap = %d, want %d", got, snapIndex)
@@ -150,6 +178,24 @@ func TestSwapServesReadsUntilInstalled(t *testing.T) {
 	if v := get(t, f.a, "k"); v != "new" {
 		t.Fatalf("k = %q after swap, want %q", v, "new")
 	}
+	select {
+	case <-retired:
+		t.Fatal("the old engine retired while a read was open on it")
+	default:
+	}
+	if v, err := long.Get(latestKey(nil, []byte("x"))); err == nil || v != nil {
+		t.Fatalf("the read open across the swap sees x: %q %v", v, err)
+	}
+	long.Close()
+	select {
+	case e := <-retired:
+		if e != orig {
+			t.Fatal("retired the wrong engine")
+		}
+	default:
+		t.Fatal("the old engine did not retire when its last read ended")
+	}
+
 	// Later applies go to the new engine, not the old.
 	f.index = snapIndex
 	f.apply(f.entry(put("y", "2")))

@@ -13,46 +13,52 @@ import (
 var _ api.Snapshotter = (*backend)(nil)
 
 // WriteSnapshot streams a backup (Maintenance.Snapshot): one consistent
-// snapshot of the local state machine, zstd-compressed. The snapshot holds
-// the applier open, so the write stops as soon as the client goes away or
-// the member begins to stop, rather than holding up Stop for as long as a
-// slow client reads.
+// snapshot of the local state machine, zstd-compressed.
+//
+// The engine snapshot holds the applier open, and Member.Stop closes the
+// applier before the gRPC server (which is what ends a Send blocked on a
+// client that stopped reading). So the snapshot is read on a goroutine of
+// its own, through a pipe that is closed as soon as the member stops or
+// the client goes away: the snapshot is then released at once, whatever
+// the send in progress does.
 func (b *backend) WriteSnapshot(ctx context.Context, w io.Writer) error {
 	snap, err := b.app.Snapshot()
 	if err != nil {
 		return stoppedErr(err)
 	}
-	defer snap.Close()
-	_, err = snapshot.Write(stopWriter{ctx: ctx, stop: b.stop, w: w}, snap, snapshot.WriteOptions{Compression: snapshot.CompressionZstd})
-	if err != nil {
-		// The writer's own errors come back wrapped: answer with
-		// etcd's.
-		select {
-		case <-b.stop:
-			return rpctypes.ErrGRPCStopped
-		default:
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	pr, pw := io.Pipe()
+	written := make(chan error, 1)
+	go func() {
+		_, err := snapshot.Write(pw, snap, snapshot.WriteOptions{Compression: snapshot.CompressionZstd})
+		snap.Close()
+		pw.CloseWithError(err) // nil: the reader sees io.EOF
+		written <- err
+	}()
+	copied := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(w, pr)
+		copied <- err
+	}()
+	done := false
+	select {
+	case err = <-copied:
+		done = true
+	case <-b.stop:
+		err = rpctypes.ErrGRPCStopped
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	// Ends the writer (and with it the snapshot) if it still runs.
+	pr.CloseWithError(err)
+	if werr := <-written; err == nil {
+		err = werr
+	}
+	if !done {
+		// The stream is not ours to leave while a send on it is in
+		// progress; that send ends with the stream (the client gone,
+		// or the member's gRPC server stopped, after the applier
+		// closed: the snapshot no longer holds it).
+		<-copied
 	}
 	return err
-}
-
-// stopWriter fails writes once ctx is done or stop is closed.
-type stopWriter struct {
-	ctx  context.Context
-	stop <-chan struct{}
-	w    io.Writer
-}
-
-func (s stopWriter) Write(p []byte) (int, error) {
-	select {
-	case <-s.stop:
-		return 0, rpctypes.ErrGRPCStopped
-	case <-s.ctx.Done():
-		return 0, s.ctx.Err()
-	default:
-	}
-	return s.w.Write(p)
 }

@@ -123,6 +123,8 @@ type Member struct {
 
 	ready chan struct{}
 	stop  chan struct{}
+	// installMu serializes snapshot installs into a replacement engine.
+	installMu sync.Mutex
 
 	// bootstrapCS is non-nil while the initial membership is applied,
 	// before raft runs: conf changes then accumulate into it locally.

@@ -101,12 +101,22 @@ func (h *peerHandler) InstallSnapshot(m *raftpb.Message, r io.Reader) error {
 // restart before raft hears of the snapshot: a WAL that records the
 // snapshot always finds an engine at or past it.
 func (m *Member) installReplacement(index uint64, install func(applier.Engine) error) error {
+	// One install at a time: a second one (a new leader's, while the
+	// old leader's still streams) would share the replacement's file.
+	m.installMu.Lock()
+	defer m.installMu.Unlock()
 	fresh, err := m.cfg.NewReplacementEngine(m.memberDir())
 	if err != nil {
-		return fmt.Errorf("create an engine for the snapshot: %w", err)
+		return errNoRestart{fmt.Errorf("create an engine for the snapshot: %w", err)}
 	}
-	old, err := m.app.Swap(index, fresh, install)
-	if err != nil {
+	// The replaced engine closes once the reads still open on it end
+	// (bbolt's Close would wait for them anyway).
+	retire := func(old applier.Engine) {
+		if err := old.Close(); err != nil {
+			m.lg.Warn("close the replaced engine", zap.Error(err))
+		}
+	}
+	if err := m.app.Swap(index, fresh, install, retire); err != nil {
 		if derr := fresh.Discard(); derr != nil {
 			m.lg.Warn("discard an unfinished snapshot engine", zap.Error(derr))
 		}
@@ -117,9 +127,6 @@ func (m *Member) installReplacement(index uint64, install func(applier.Engine) e
 		// one under a WAL about to record the snapshot: the caller
 		// stops the member.
 		return fmt.Errorf("promote the snapshot's engine: %w", err)
-	}
-	if err := old.Close(); err != nil {
-		m.lg.Warn("close the replaced engine", zap.Error(err))
 	}
 	m.lg.Info("swapped in a new engine for the snapshot")
 	return nil
@@ -235,7 +242,9 @@ func (m *Member) startTransport() error {
 		return err
 	}
 	m.peers = t
-	m.peerGRPC = grpc.NewServer(t.ServerOptions()...)
+	// Stop waits for the handlers (a snapshot install in progress), so the
+	// storage is never closed under one.
+	m.peerGRPC = grpc.NewServer(append(t.ServerOptions(), grpc.WaitForHandlers(true))...)
 	t.Register(m.peerGRPC)
 	// Joiners ask the peer URLs for the member list (join.go), readers
 	// for a seed snapshot (seed.go).

@@ -208,15 +208,6 @@ func TestGRPCBlackholedPeerCostsBoundedMemory(t *testing.T) {
 	// Measured at once, while the link is stuck on its full TCP buffers
 	// (its write deadline is seconds away): what is held now is what a
 	// blackholed peer costs.
-	n.tr.mu.Lock()
-	p := n.tr.mu.peers[2]
-	n.tr.mu.Unlock()
-	p.mu.Lock()
-	queued := len(p.mu.queue)
-	p.mu.Unlock()
-	if queued > queue {
-		t.Fatalf("%d messages queued for the peer, more than the queue's %d", queued, queue)
-	}
 	var after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&after)

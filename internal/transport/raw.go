@@ -50,8 +50,10 @@ import (
 //	2 bytes  message length m, big endian
 //	m bytes  the error's text
 
-// RawPreface opens every raft message link.
-var RawPreface = []byte("STRATA-RAFT-LINK/1\r\n")
+// RawPreface opens every raft message link. Version 2 added the link mode
+// byte; a version-1 link is not recognised as a raft link at all, rather
+// than misread.
+var RawPreface = []byte("STRATA-RAFT-LINK/2\r\n")
 
 // Link modes, the byte after RawPreface.
 const (
