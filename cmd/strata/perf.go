@@ -169,13 +169,13 @@ func perfReport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage: strata perf report FILE.json... [--html OUT.html]\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	files := fs.Args()
 	if len(files) == 0 {
 		fmt.Fprintln(stderr, "strata perf report: name at least one result file")
 		return 2
@@ -211,6 +211,23 @@ func perfReport(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// parseInterleaved parses args with fs, allowing flags after positional
+// arguments (`report a.json b.json --html out.html`), and returns the
+// positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 // isTerminal reports whether f is a terminal (a character device).

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"image/png"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -121,5 +123,93 @@ func TestPerfRefusesBadFlags(t *testing.T) {
 		if !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), want) {
 			t.Errorf("strata perf run %s: %v, %q; want exit 2 naming %s", args, err, out, want)
 		}
+	}
+}
+
+// TestPerfReportHTML: `strata perf report --html` renders results from a
+// strata and an etcd run into one page, which headless Chromium (Debian's
+// chromium package) opens without errors and screenshots. Skipped without
+// Chromium. With STRATA_PERF_SCREENSHOT=<file.png> the screenshot is kept
+// there (docs/perf-report.png is one, with STRATA_PERF_REPORT_TOTAL=30000
+// operations a run rather than 3000).
+func TestPerfReportHTML(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("no chromium on PATH (apt-get install chromium)")
+	}
+	b := needSubject(t)
+	etcd, sub := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	var files []string
+	for _, m := range []*Member{etcd, sub} {
+		name := filepath.Base(m.Binary)
+		if m == etcd {
+			name = "etcd"
+		}
+		for _, w := range []string{"put", "range"} {
+			f := filepath.Join(dir, name+"-"+w+".json")
+			cmd := exec.CommandContext(ctx, b.Subject, "perf", "run", "--endpoints="+m.Endpoint(), "--workload="+w,
+				fmt.Sprintf("--total=%d", benchEnv("STRATA_PERF_REPORT_TOTAL", 3000)), "--clients=16", "--conns=2", "--key-space=100", "--val-size=256", "--label="+name+" "+w, "--out="+f)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("perf run: %v\n%s", err, out)
+			}
+			files = append(files, f)
+		}
+	}
+	html := filepath.Join(dir, "report.html")
+	if out, err := exec.CommandContext(ctx, b.Subject, append(append([]string{"perf", "report"}, files...), "--html="+html)...).CombinedOutput(); err != nil {
+		t.Fatalf("perf report: %v\n%s", err, out)
+	}
+	page, err := os.ReadFile(html)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"etcd put", "strata range", "<svg", "latency by percentile"} {
+		if !strings.Contains(string(page), want) {
+			t.Fatalf("report lacks %q", want)
+		}
+	}
+	shot := os.Getenv("STRATA_PERF_SCREENSHOT")
+	if shot == "" {
+		shot = filepath.Join(dir, "report.png")
+	}
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+		"--enable-logging=stderr", "--v=0", "--window-size=1300,1500", "--screenshot="+shot, "file://"+html)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, out)
+	}
+	// Page errors (a script error, a resource that failed to load) are
+	// logged as console messages; dbus and GPU noise is not about the
+	// page.
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "CONSOLE") || strings.Contains(line, "Uncaught") || strings.Contains(line, "Failed to load") {
+			t.Errorf("chromium reports a page error: %s", line)
+		}
+	}
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("the screenshot is not a PNG: %v", err)
+	}
+	if bnd := img.Bounds(); bnd.Dx() != 1300 || bnd.Dy() != 1500 {
+		t.Fatalf("screenshot is %v", bnd)
+	}
+	// Not a blank page: the charts' colours are in it.
+	colours := map[[3]uint32]bool{}
+	for y := 0; y < img.Bounds().Dy(); y += 4 {
+		for x := 0; x < img.Bounds().Dx(); x += 4 {
+			r, g, b, _ := img.At(x, y).RGBA()
+			colours[[3]uint32{r >> 8, g >> 8, b >> 8}] = true
+		}
+	}
+	if !colours[[3]uint32{0x1f, 0x77, 0xb4}] || !colours[[3]uint32{0xd6, 0x27, 0x28}] {
+		t.Fatalf("the screenshot does not show the first two runs' colours (%d colours)", len(colours))
 	}
 }
