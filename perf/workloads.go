@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,9 +80,11 @@ func init() {
 			})
 		}})
 	register(&workload{name: "txn-put", help: "compare-and-swap: Txn(mod_revision == last seen) Put, else Range; contended keys fail and retry",
-		newWorker: func(_ context.Context, _ *env, w *worker) error { w.state = map[int]int64{}; return nil },
+		newWorker: newCASWorker,
 		op: func(ctx context.Context, w *worker) error {
-			_, err := casPut(ctx, w, w.keys.Next(), w.value())
+			n := w.keys.Next()
+			k := w.keys.Key(n)
+			_, err := cas(ctx, w, "txn", n, k, w.state.(map[int]int64)[n], put(k, w.value()))
 			return err
 		}})
 	register(&workload{name: "delete", help: "DeleteRange of keys from a preloaded key space (sequential: each key once)",
@@ -141,6 +144,9 @@ func (w *worker) stampedValue() []byte {
 	return v
 }
 
+// newSetupRand is the random source of a workload's setup.
+func newSetupRand(c Config) *rand.Rand { return rand.New(rand.NewPCG(c.Seed, 1<<62)) }
+
 // preload puts every key of the key space (values of --val-size) before
 // the measured phase, from 16 goroutines over the run's connections.
 func preload(ctx context.Context, e *env) error {
@@ -181,39 +187,6 @@ feed:
 	close(next)
 	wg.Wait()
 	return context.Cause(ctx)
-}
-
-// casPut is kube-apiserver's update: a Txn that puts key n only if its
-// mod_revision is still the one this worker last saw (0: absent), and
-// otherwise reads the key's current version, which the next attempt
-// compares against. It reports whether the put happened.
-func casPut(ctx context.Context, w *worker, n int, val []byte) (bool, error) {
-	seen := w.state.(map[int]int64)
-	k := w.keys.Key(n)
-	var resp *pb.TxnResponse
-	err := w.call("txn", func() (err error) {
-		resp, err = w.c.kv.Txn(ctx, &pb.TxnRequest{
-			Compare: []*pb.Compare{{Key: k, Target: pb.Compare_MOD, Result: pb.Compare_EQUAL,
-				TargetUnion: &pb.Compare_ModRevision{ModRevision: seen[n]}}},
-			Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: k, Value: val}}}},
-			Failure: []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: k}}}},
-		})
-		return err
-	})
-	if err != nil {
-		return false, err
-	}
-	if resp.Succeeded {
-		seen[n] = resp.Header.Revision
-		w.rec.add("txn_succeeded", 1)
-		return true, nil
-	}
-	w.rec.add("txn_conflicts", 1)
-	seen[n] = 0
-	if rr := resp.Responses[0].GetResponseRange(); rr != nil && len(rr.Kvs) > 0 {
-		seen[n] = rr.Kvs[0].ModRevision
-	}
-	return false, nil
 }
 
 // startWatchers opens --watch-streams streams on the first connections

@@ -45,7 +45,7 @@ func TestPerfWorkloads(t *testing.T) {
 		for _, w := range perf.WorkloadNames() {
 			t.Run(fmt.Sprintf("%s/%s", m.Binary[strings.LastIndexByte(m.Binary, '/')+1:], w), func(t *testing.T) {
 				r := runPerf(ctx, t, b.Subject, "--endpoints="+m.Endpoint(), "--workload="+w, fmt.Sprintf("--total=%d", total),
-					"--clients=8", "--conns=2", "--key-space=50", "--val-size=64", "--watchers=20", "--prefix="+w+"/")
+					"--clients=8", "--conns=2", "--key-space=50", "--val-size=64", "--watchers=20", "--compact-every=100ms", "--prefix="+w+"/")
 				if r.Ops != total || r.Errors != 0 {
 					t.Fatalf("%d ops, %d errors %v", r.Ops, r.Errors, r.ErrorsByCode)
 				}
@@ -61,6 +61,9 @@ func TestPerfWorkloads(t *testing.T) {
 				}
 				if rpcs < total {
 					t.Fatalf("%d RPCs recorded by kind for %d operations", rpcs, total)
+				}
+				if k := r.ByKind["compact"]; w == "kubernetes" && (k.LatencyMs.Count == 0 || k.Errors != 0) {
+					t.Fatalf("kubernetes with --compact-every=100ms compacted %d times, %d errors", k.LatencyMs.Count, k.Errors)
 				}
 				if w == "watch" {
 					// 20 watchers see every put made in the run,
