@@ -158,3 +158,26 @@ func TestBar(t *testing.T) {
 		t.Fatalf("bar(2) = %q", b)
 	}
 }
+
+func TestMedianAndSweepParams(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Fatalf("median of 3 = %v", m)
+	}
+	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
+		t.Fatalf("median of 4 = %v", m)
+	}
+	var c Config
+	for _, p := range SweepParams {
+		if err := setParam(&c, p, "7"); err != nil {
+			t.Fatalf("%s=7: %v", p, err)
+		}
+	}
+	if c.Clients != 7 || c.Conns != 7 || c.Rate != 7 || c.ValSize != 7 || c.KeySpace != 7 || c.Watchers != 7 {
+		t.Fatalf("after setting every parameter to 7: %+v", c)
+	}
+	for _, bad := range [][2]string{{"clients", "x"}, {"clients", "-1"}, {"rate", "-2"}, {"nope", "1"}} {
+		if err := setParam(&c, bad[0], bad[1]); err == nil {
+			t.Errorf("%s=%s accepted", bad[0], bad[1])
+		}
+	}
+}

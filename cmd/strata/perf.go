@@ -26,6 +26,10 @@ func perfMain(args []string, stdout, stderr io.Writer) int {
 		return perfRun(args[1:], stdout, stderr)
 	case "report":
 		return perfReport(args[1:], stdout, stderr)
+	case "compare":
+		return perfCompare(args[1:], stdout, stderr)
+	case "sweep":
+		return perfSweep(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, perfUsage)
 		return 0
@@ -39,6 +43,8 @@ const perfUsage = `usage: strata perf <command> [flags]
 commands:
   run      drive endpoints with a workload and report latency, throughput and CPU
   report   print result files (--out of run) as tables, or render them as HTML
+  compare  run one workload against two targets in alternating rounds; print medians and ratios
+  sweep    run one workload for each value of a parameter; find the knee of throughput against latency
 
 Run 'strata perf <command> --help' for a command's flags.
 `
@@ -92,35 +98,19 @@ func perfRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("strata perf run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg perf.Config
-	endpoints := runFlags(fs, &cfg)
 	out := fs.String("out", "", "write the result as JSON to this file")
 	label := fs.String("label", "", "name of the run in reports (default workload@target)")
 	progress := fs.Bool("progress", isTerminal(os.Stderr), "print progress on stderr every second")
 	cpuProfile := fs.String("cpuprofile", "", "write the harness's own CPU profile to this file")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: strata perf run [flags]\n\nworkloads:\n")
-		for _, w := range perf.WorkloadHelp() {
-			fmt.Fprintf(stderr, "  %-16s %s\n", w[0], w[1])
-		}
-		fmt.Fprintf(stderr, "\nflags:\n")
-		fs.PrintDefaults()
+	ok, code := parseRun(fs, args, &cfg, stderr, "usage: strata perf run [flags]\n")
+	if !ok {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "strata perf run: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	cfg.Endpoints = splitList(*endpoints)
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "strata perf run: %v\n", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := runContext()
 	defer stop()
 	var pw io.Writer
 	if *progress {
@@ -157,6 +147,124 @@ func perfRun(args []string, stdout, stderr io.Writer) int {
 	if res.Errors == res.Ops {
 		fmt.Fprintf(stderr, "strata perf run: every operation failed (%v): are the endpoints %v serving?\n", res.ErrorsByCode, res.Driven)
 		return 1
+	}
+	return 0
+}
+
+// runContext is the context of a perf command: cancelled by Ctrl-C or
+// SIGTERM.
+func runContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// parseRun parses a run's flags plus extra ones; ok is false when the
+// command is over (help, or a bad flag, with its exit code in code).
+func parseRun(fs *flag.FlagSet, args []string, cfg *perf.Config, stderr io.Writer, usage string) (ok bool, code int) {
+	endpoints := runFlags(fs, cfg)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fmt.Fprintf(stderr, "\nworkloads:\n")
+		for _, w := range perf.WorkloadHelp() {
+			fmt.Fprintf(stderr, "  %-16s %s\n", w[0], w[1])
+		}
+		fmt.Fprintf(stderr, "\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return false, 0
+		}
+		return false, 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return false, 2
+	}
+	cfg.Endpoints = splitList(*endpoints)
+	return true, 0
+}
+
+func perfCompare(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("strata perf compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg perf.Config
+	aEps := fs.String("a-endpoints", "", "endpoints of target A (comma-separated)")
+	bEps := fs.String("b-endpoints", "", "endpoints of target B")
+	aLabel := fs.String("a-label", "a", "name of target A")
+	bLabel := fs.String("b-label", "b", "name of target B")
+	rounds := fs.Int("rounds", 3, "rounds; each runs both targets, alternating which goes first")
+	out := fs.String("out", "", "write every round's result as JSON to this file")
+	progress := fs.Bool("progress", isTerminal(os.Stderr), "print progress on stderr every second")
+	ok, code := parseRun(fs, args, &cfg, stderr, "usage: strata perf compare --a-endpoints=... --b-endpoints=... [run flags]\n")
+	if !ok {
+		return code
+	}
+	sides := [2]perf.Side{{Label: *aLabel, Endpoints: splitList(*aEps)}, {Label: *bLabel, Endpoints: splitList(*bEps)}}
+	for _, s := range sides {
+		cfg.Endpoints = s.Endpoints
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintf(stderr, "strata perf compare: %s: %v\n", s.Label, strings.Replace(err.Error(), "--endpoints", "--a-endpoints/--b-endpoints", 1))
+			return 2
+		}
+	}
+	ctx, stop := runContext()
+	defer stop()
+	var pw io.Writer
+	if *progress {
+		pw = stderr
+	}
+	c, err := perf.Compare(ctx, cfg, sides, *rounds, pw)
+	if err != nil {
+		fmt.Fprintf(stderr, "strata perf compare: %v\n", err)
+		return 1
+	}
+	c.Print(stdout)
+	if *out != "" {
+		if err := perf.WriteJSON(*out, c.Results()); err != nil {
+			fmt.Fprintf(stderr, "strata perf compare: %v\n", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+func perfSweep(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("strata perf sweep", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg perf.Config
+	param := fs.String("param", "clients", "parameter to vary: "+strings.Join(perf.SweepParams, ", "))
+	values := fs.String("values", "1,2,4,8,16,32,64,128,256", "comma-separated values of --param")
+	out := fs.String("out", "", "write every point's result as JSON to this file")
+	progress := fs.Bool("progress", isTerminal(os.Stderr), "print progress on stderr every second")
+	ok, code := parseRun(fs, args, &cfg, stderr, "usage: strata perf sweep --param=clients --values=1,4,16,64 [run flags]\n")
+	if !ok {
+		return code
+	}
+	ctx, stop := runContext()
+	defer stop()
+	var pw io.Writer
+	if *progress {
+		pw = stderr
+	}
+	pts, knee, err := perf.Sweep(ctx, cfg, *param, splitList(*values), pw)
+	if err != nil {
+		code := 1
+		if strings.Contains(err.Error(), "--") {
+			code = 2 // a flag's value is at fault
+		}
+		fmt.Fprintf(stderr, "strata perf sweep: %v\n", err)
+		return code
+	}
+	perf.PrintSweep(stdout, *param, pts, knee)
+	if *out != "" {
+		var rs []*perf.Result
+		for _, p := range pts {
+			rs = append(rs, p.Result)
+		}
+		if err := perf.WriteJSON(*out, rs); err != nil {
+			fmt.Fprintf(stderr, "strata perf sweep: %v\n", err)
+			return 1
+		}
 	}
 	return 0
 }

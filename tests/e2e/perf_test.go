@@ -216,3 +216,61 @@ func TestPerfReportHTML(t *testing.T) {
 		t.Fatalf("the screenshot does not show the first two runs' colours (%d colours)", len(colours))
 	}
 }
+
+// TestPerfCompareAndSweep: compare runs a workload against strata and etcd
+// in alternating rounds and prints medians and ratios; sweep runs it per
+// value of a parameter and marks the knee.
+func TestPerfCompareAndSweep(t *testing.T) {
+	b := needSubject(t)
+	etcd, sub := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "compare.json")
+	res, err := exec.CommandContext(ctx, b.Subject, "perf", "compare", "--a-endpoints="+sub.Endpoint(), "--b-endpoints="+etcd.Endpoint(),
+		"--a-label=strata", "--b-label=etcd", "--rounds=2", "--workload=put", "--total=1000", "--clients=8", "--key-space=100", "--out="+out).CombinedOutput()
+	if err != nil {
+		t.Fatalf("perf compare: %v\n%s", err, res)
+	}
+	for _, want := range []string{"median of 2 rounds", "etcd / strata", "ops/s", "server CPU ms/1000 ops"} {
+		if !strings.Contains(string(res), want) {
+			t.Fatalf("compare output lacks %q:\n%s", want, res)
+		}
+	}
+	rs, err := perf.ReadJSON(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labels []string
+	for _, r := range rs {
+		labels = append(labels, r.Label)
+		if r.Ops != 1000 || r.Errors != 0 {
+			t.Fatalf("%s: %d ops, %d errors", r.Label, r.Ops, r.Errors)
+		}
+	}
+	if want := []string{"strata r1", "etcd r1", "strata r2", "etcd r2"}; !slices.Equal(labels, want) {
+		t.Fatalf("compare results %v, want %v", labels, want)
+	}
+	if rs[1].Driven[0] != etcd.Endpoint() || rs[0].Driven[0] != sub.Endpoint() {
+		t.Fatalf("compare drove %v and %v", rs[0].Driven, rs[1].Driven)
+	}
+
+	out = filepath.Join(dir, "sweep.json")
+	res, err = exec.CommandContext(ctx, b.Subject, "perf", "sweep", "--endpoints="+sub.Endpoint(), "--param=clients", "--values=1,8,32",
+		"--workload=put", "--total=1500", "--conns=2", "--key-space=100", "--out="+out).CombinedOutput()
+	if err != nil {
+		t.Fatalf("perf sweep: %v\n%s", err, res)
+	}
+	if strings.Count(string(res), "<- knee") != 1 {
+		t.Fatalf("sweep output marks no single knee:\n%s", res)
+	}
+	rs, err = perf.ReadJSON(out)
+	if err != nil || len(rs) != 3 {
+		t.Fatalf("sweep results: %v %v", rs, err)
+	}
+	for i, c := range []int{1, 8, 32} {
+		if rs[i].Params.Clients != c || rs[i].Label != fmt.Sprintf("clients=%d", c) {
+			t.Fatalf("point %d: %s with %d clients", i, rs[i].Label, rs[i].Params.Clients)
+		}
+	}
+}
