@@ -98,9 +98,8 @@ func perfRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("strata perf run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg perf.Config
-	out := fs.String("out", "", "write the result as JSON to this file")
+	o := addOutputFlags(fs, "the result")
 	label := fs.String("label", "", "name of the run in reports (default workload@target)")
-	progress := fs.Bool("progress", isTerminal(os.Stderr), "print progress on stderr every second")
 	cpuProfile := fs.String("cpuprofile", "", "write the harness's own CPU profile to this file")
 	ok, code := parseRun(fs, args, &cfg, stderr, "usage: strata perf run [flags]\n")
 	if !ok {
@@ -112,10 +111,6 @@ func perfRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := runContext()
 	defer stop()
-	var pw io.Writer
-	if *progress {
-		pw = stderr
-	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -129,7 +124,7 @@ func perfRun(args []string, stdout, stderr io.Writer) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	res, err := perf.Run(ctx, cfg, pw)
+	res, err := perf.Run(ctx, cfg, o.progressTo(stderr))
 	if err != nil {
 		fmt.Fprintf(stderr, "strata perf run: %v\n", err)
 		return 1
@@ -138,14 +133,44 @@ func perfRun(args []string, stdout, stderr io.Writer) int {
 		res.Label = *label
 	}
 	perf.PrintSummary(stdout, res)
-	if *out != "" {
-		if err := perf.WriteJSON(*out, []*perf.Result{res}); err != nil {
-			fmt.Fprintf(stderr, "strata perf run: %v\n", err)
-			return 1
-		}
+	if code := o.save("strata perf run", []*perf.Result{res}, stderr); code != 0 {
+		return code
 	}
 	if res.Errors == res.Ops {
 		fmt.Fprintf(stderr, "strata perf run: every operation failed (%v): are the endpoints %v serving?\n", res.ErrorsByCode, res.Driven)
+		return 1
+	}
+	return 0
+}
+
+// outputFlags are the output flags of run, compare and sweep.
+type outputFlags struct {
+	out      *string
+	progress *bool
+}
+
+func addOutputFlags(fs *flag.FlagSet, what string) outputFlags {
+	return outputFlags{
+		out:      fs.String("out", "", "write "+what+" as JSON to this file"),
+		progress: fs.Bool("progress", isTerminal(os.Stderr), "print progress on stderr every second"),
+	}
+}
+
+// progressTo is where runs print progress: stderr with --progress.
+func (o outputFlags) progressTo(stderr io.Writer) io.Writer {
+	if *o.progress {
+		return stderr
+	}
+	return nil
+}
+
+// save writes rs to --out, if set, and returns the command's exit code.
+func (o outputFlags) save(cmd string, rs []*perf.Result, stderr io.Writer) int {
+	if *o.out == "" {
+		return 0
+	}
+	if err := perf.WriteJSON(*o.out, rs); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
 		return 1
 	}
 	return 0
@@ -193,8 +218,7 @@ func perfCompare(args []string, stdout, stderr io.Writer) int {
 	aLabel := fs.String("a-label", "a", "name of target A")
 	bLabel := fs.String("b-label", "b", "name of target B")
 	rounds := fs.Int("rounds", 3, "rounds; each runs both targets, alternating which goes first")
-	out := fs.String("out", "", "write every round's result as JSON to this file")
-	progress := fs.Bool("progress", isTerminal(os.Stderr), "print progress on stderr every second")
+	o := addOutputFlags(fs, "every round's result")
 	ok, code := parseRun(fs, args, &cfg, stderr, "usage: strata perf compare --a-endpoints=... --b-endpoints=... [run flags]\n")
 	if !ok {
 		return code
@@ -209,23 +233,13 @@ func perfCompare(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := runContext()
 	defer stop()
-	var pw io.Writer
-	if *progress {
-		pw = stderr
-	}
-	c, err := perf.Compare(ctx, cfg, sides, *rounds, pw)
+	c, err := perf.Compare(ctx, cfg, sides, *rounds, o.progressTo(stderr))
 	if err != nil {
 		fmt.Fprintf(stderr, "strata perf compare: %v\n", err)
 		return 1
 	}
 	c.Print(stdout)
-	if *out != "" {
-		if err := perf.WriteJSON(*out, c.Results()); err != nil {
-			fmt.Fprintf(stderr, "strata perf compare: %v\n", err)
-			return 1
-		}
-	}
-	return 0
+	return o.save("strata perf compare", c.Results(), stderr)
 }
 
 func perfSweep(args []string, stdout, stderr io.Writer) int {
@@ -234,19 +248,14 @@ func perfSweep(args []string, stdout, stderr io.Writer) int {
 	var cfg perf.Config
 	param := fs.String("param", "clients", "parameter to vary: "+strings.Join(perf.SweepParams, ", "))
 	values := fs.String("values", "1,2,4,8,16,32,64,128,256", "comma-separated values of --param")
-	out := fs.String("out", "", "write every point's result as JSON to this file")
-	progress := fs.Bool("progress", isTerminal(os.Stderr), "print progress on stderr every second")
+	o := addOutputFlags(fs, "every point's result")
 	ok, code := parseRun(fs, args, &cfg, stderr, "usage: strata perf sweep --param=clients --values=1,4,16,64 [run flags]\n")
 	if !ok {
 		return code
 	}
 	ctx, stop := runContext()
 	defer stop()
-	var pw io.Writer
-	if *progress {
-		pw = stderr
-	}
-	pts, knee, err := perf.Sweep(ctx, cfg, *param, splitList(*values), pw)
+	pts, knee, err := perf.Sweep(ctx, cfg, *param, splitList(*values), o.progressTo(stderr))
 	if err != nil {
 		code := 1
 		if strings.Contains(err.Error(), "--") {
@@ -256,17 +265,11 @@ func perfSweep(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	perf.PrintSweep(stdout, *param, pts, knee)
-	if *out != "" {
-		var rs []*perf.Result
-		for _, p := range pts {
-			rs = append(rs, p.Result)
-		}
-		if err := perf.WriteJSON(*out, rs); err != nil {
-			fmt.Fprintf(stderr, "strata perf sweep: %v\n", err)
-			return 1
-		}
+	var rs []*perf.Result
+	for _, p := range pts {
+		rs = append(rs, p.Result)
 	}
-	return 0
+	return o.save("strata perf sweep", rs, stderr)
 }
 
 func perfReport(args []string, stdout, stderr io.Writer) int {
