@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -179,5 +180,12 @@ func TestMedianAndSweepParams(t *testing.T) {
 		if err := setParam(&c, bad[0], bad[1]); err == nil {
 			t.Errorf("%s=%s accepted", bad[0], bad[1])
 		}
+	}
+}
+
+func TestWorkloadOrder(t *testing.T) {
+	want := []string{"put", "range", "txn-put", "delete", "watch", "lease", "kubernetes", "batch-scheduler", "fleet-config"}
+	if got := WorkloadNames(); !slices.Equal(got, want) {
+		t.Fatalf("workloads %v, want %v (the documented order)", got, want)
 	}
 }

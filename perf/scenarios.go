@@ -11,9 +11,10 @@ import (
 	gen "github.com/stratakv/strata/perf/workload"
 )
 
-// The scenario mixes, modelled on strata's users. Each operation is one
-// step of the user's pattern; by_kind breaks them down.
-func init() {
+// registerScenarios registers the scenario mixes, modelled on strata's
+// users, after the single-operation workloads. Each operation is one step
+// of the user's pattern; by_kind breaks them down.
+func registerScenarios() {
 	register(&workload{name: "kubernetes",
 		help: "kube-apiserver's pattern on pod objects (JSON, ~2.5 KiB): creates and updates as mod_revision CAS, gets, " +
 			"paginated lists (--page-size, pinned to the first page's revision), deletes; --watchers prev_kv watchers on the prefix; " +

@@ -117,6 +117,7 @@ func init() {
 			}
 		},
 		op: leaseOp})
+	registerScenarios()
 }
 
 // value returns a value of the configured size; its bytes are random
