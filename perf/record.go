@@ -23,13 +23,15 @@ func newHist() *hdr.Histogram { return hdr.New(histMinUs, histMaxUs, histSig) }
 // MiB at thousands of clients, and cache misses on every record), so its
 // methods lock; Run merges the recorders at the end.
 type recorder struct {
-	mu     sync.Mutex
-	start  time.Time
-	ops    *hdr.Histogram // per operation, from its scheduled start
-	kinds  map[string]*kindRec
-	errs   map[string]int64 // by gRPC code
-	perSec []int64          // operations completed in each second of the run
-	extra  map[string]float64
+	mu    sync.Mutex
+	start time.Time
+	ops   *hdr.Histogram // per operation, from its scheduled start
+	kinds map[string]*kindRec
+	errs  map[string]int64 // by gRPC code
+	// samples holds the first error message of each code.
+	samples map[string]string
+	perSec  []int64 // operations completed in each second of the run
+	extra   map[string]float64
 }
 
 type kindRec struct {
@@ -38,7 +40,8 @@ type kindRec struct {
 }
 
 func newRecorder(start time.Time) *recorder {
-	return &recorder{start: start, ops: newHist(), kinds: map[string]*kindRec{}, errs: map[string]int64{}, extra: map[string]float64{}}
+	return &recorder{start: start, ops: newHist(), kinds: map[string]*kindRec{}, errs: map[string]int64{},
+		samples: map[string]string{}, extra: map[string]float64{}}
 }
 
 func record(h *hdr.Histogram, d time.Duration) {
@@ -59,7 +62,11 @@ func (r *recorder) op(start, end time.Time, err error) {
 	defer r.mu.Unlock()
 	record(r.ops, end.Sub(start))
 	if err != nil {
-		r.errs[status.Code(err).String()]++
+		code := status.Code(err).String()
+		r.errs[code]++
+		if _, ok := r.samples[code]; !ok {
+			r.samples[code] = status.Convert(err).Message()
+		}
 	}
 	sec := int(end.Sub(r.start) / time.Second)
 	if sec < 0 {
@@ -106,6 +113,11 @@ func (r *recorder) merge(o *recorder) {
 	}
 	for c, n := range o.errs {
 		r.errs[c] += n
+	}
+	for c, m := range o.samples {
+		if _, ok := r.samples[c]; !ok {
+			r.samples[c] = m
+		}
 	}
 	for len(r.perSec) < len(o.perSec) {
 		r.perSec = append(r.perSec, 0)

@@ -36,6 +36,8 @@ type Result struct {
 	// Errors counts failed operations; ErrorsByCode by gRPC code.
 	Errors       int64            `json:"errors"`
 	ErrorsByCode map[string]int64 `json:"errors_by_code"`
+	// ErrorSamples holds one error message of each code.
+	ErrorSamples map[string]string `json:"error_samples,omitempty"`
 	// LatencyMs summarises the headline latency: the operations' own
 	// (from their scheduled start under --rate), or for the watch
 	// workloads the put-to-event latency.
@@ -106,7 +108,7 @@ func newResult(cfg Config, wl *workload, driven []string, r *recorder, start, en
 	res := &Result{
 		Schema: SchemaVersion, Label: cfg.Workload + "@" + cfg.Target, Params: cfg, Driven: driven, Start: start,
 		DurationSec: d, Ops: ops, OpsPerSec: float64(ops) / d,
-		ErrorsByCode: r.errs, ByKind: map[string]KindResult{},
+		ErrorsByCode: r.errs, ErrorSamples: r.samples, ByKind: map[string]KindResult{},
 		Throughput: r.perSec, HarnessCPUUsPerOp: float64(cpu.Microseconds()) / float64(ops),
 		Servers: srv, Extra: r.extra,
 	}
@@ -166,10 +168,10 @@ func ReadJSON(path string) ([]*Result, error) {
 func PrintSummary(w io.Writer, r *Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s: %d ops in %.2fs, %.0f ops/s, %d errors", r.Label, r.Ops, r.DurationSec, r.OpsPerSec, r.Errors)
-	if r.Errors > 0 {
-		fmt.Fprintf(tw, " %v", r.ErrorsByCode)
-	}
 	fmt.Fprintln(tw)
+	for _, c := range slices.Sorted(maps.Keys(r.ErrorsByCode)) {
+		fmt.Fprintf(tw, "  %d × %s: %s\n", r.ErrorsByCode[c], c, r.ErrorSamples[c])
+	}
 	fmt.Fprintln(tw, "latency (ms)\tcount\tmean\tp50\tp90\tp99\tp99.9\tmax")
 	row := func(name string, l Latency) {
 		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\n", name, l.Count, l.Mean, l.P50, l.P90, l.P99, l.P999, l.Max)

@@ -137,7 +137,7 @@ func perfRun(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if res.Errors == res.Ops {
-		fmt.Fprintf(stderr, "strata perf run: every operation failed (%v): are the endpoints %v serving?\n", res.ErrorsByCode, res.Driven)
+		fmt.Fprintf(stderr, "strata perf run: every operation on %v failed\n", res.Driven)
 		return 1
 	}
 	return 0

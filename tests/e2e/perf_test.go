@@ -274,3 +274,44 @@ func TestPerfCompareAndSweep(t *testing.T) {
 		}
 	}
 }
+
+// TestPerfTLSAndAuth: the TLS and auth flags, against etcd (strata's own
+// TLS and auth are issue 9): an https endpoint with --auto-tls, auth
+// enabled with a root user; the run authenticates and succeeds, and
+// without --user it fails with etcd's permission error.
+func TestPerfTLSAndAuth(t *testing.T) {
+	b := needSubject(t)
+	ms, err := StartClusterErr(t, "tls", 1, MemberConfig{Binary: b.Etcd, ExtraArgs: []string{"--auto-tls"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ms[0]
+	// Restart it serving https on the same port.
+	if err := m.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	url := "https://" + m.Endpoint()
+	m.Args = append(m.Args, "--listen-client-urls="+url, "--advertise-client-urls="+url)
+	if err := m.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tlsArgs := []string{"--insecure-skip-tls-verify", "--insecure-transport=false"}
+	for _, args := range [][]string{{"user", "add", "root:secret"}, {"user", "grant-role", "root", "root"}, {"auth", "enable"}} {
+		r, err := Etcdctl(ctx, b.Etcdctl, []string{url}, "", append(tlsArgs, args...)...)
+		if err != nil || r.ExitCode != 0 {
+			t.Fatalf("etcdctl %v: %v %v", args, err, r)
+		}
+	}
+	r := runPerf(ctx, t, b.Subject, "--endpoints="+url, "--insecure-skip-tls-verify", "--user=root:secret",
+		"--workload=put", "--total=500", "--clients=4", "--prefix=/auth")
+	if r.Ops != 500 || r.Errors != 0 {
+		t.Fatalf("authenticated run over TLS: %d ops, %d errors %v", r.Ops, r.Errors, r.ErrorsByCode)
+	}
+	out, err := exec.CommandContext(ctx, b.Subject, "perf", "run", "--endpoints="+url, "--insecure-skip-tls-verify",
+		"--workload=put", "--total=10").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "InvalidArgument: etcdserver: user name is empty") {
+		t.Fatalf("a run without --user: %v\n%s", err, out)
+	}
+}
