@@ -67,6 +67,9 @@ type Config struct {
 	User               string        `json:"user,omitempty"`
 	Password           string        `json:"-"`
 	DialTimeout        time.Duration `json:"dial_timeout_ns"`
+	// GRPCGoKV sends the KV calls through grpc-go like every other call,
+	// rather than through the harness's own HTTP/2 framing (h2.go).
+	GRPCGoKV bool `json:"grpc_go_kv,omitempty"`
 }
 
 // DefaultDialTimeout is Config.DialTimeout's default.

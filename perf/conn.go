@@ -17,10 +17,13 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// conn is one gRPC connection to one endpoint, with the etcd API's clients.
+// conn is one gRPC connection to one endpoint, with the etcd API's clients;
+// the KV calls go over a connection of their own (h2.go) unless
+// Config.GRPCGoKV.
 type conn struct {
 	endpoint string
 	cc       *grpc.ClientConn
+	h2       *h2KV
 	kv       pb.KVClient
 	watch    pb.WatchClient
 	lease    pb.LeaseClient
@@ -30,6 +33,7 @@ type conn struct {
 // dialer opens connections with the run's TLS and auth settings.
 type dialer struct {
 	creds credentials.TransportCredentials
+	tls   *tls.Config // nil without TLS
 	token *tokenCreds
 	cfg   Config
 }
@@ -59,6 +63,7 @@ func newDialer(c Config) (*dialer, error) {
 			tc.Certificates = []tls.Certificate{kp}
 		}
 		d.creds = credentials.NewTLS(tc)
+		d.tls = tc
 	}
 	if c.User != "" {
 		name, pass, ok := strings.Cut(c.User, ":")
@@ -130,7 +135,26 @@ func (d *dialer) dial(ctx context.Context, ep string) (*conn, error) {
 			return nil, fmt.Errorf("endpoint %s: authenticate: %w", ep, err)
 		}
 	}
+	if !d.cfg.GRPCGoKV && !strings.HasPrefix(t, "unix://") {
+		var token func() string
+		if d.token != nil {
+			token = func() string { return d.token.token }
+		}
+		h, err := dialH2(ctx, t, d.tls, c.kv, token)
+		if err != nil {
+			cc.Close()
+			return nil, fmt.Errorf("endpoint %s: %w", ep, err)
+		}
+		c.h2, c.kv = h, h
+	}
 	return c, nil
+}
+
+func (c *conn) close() {
+	if c.h2 != nil {
+		c.h2.close()
+	}
+	c.cc.Close()
 }
 
 // tokenCreds sends the auth token etcd's Authenticate returned with every
@@ -177,7 +201,7 @@ func selectEndpoints(ctx context.Context, d *dialer, cfg Config) ([]string, erro
 		sctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 		st, err := c.maint.Status(sctx, &pb.StatusRequest{})
 		cancel()
-		c.cc.Close()
+		c.close()
 		if err != nil {
 			return nil, fmt.Errorf("endpoint %s: status: %w", ep, err)
 		}

@@ -54,7 +54,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
-				c.cc.Close()
+				c.close()
 			}
 		}
 	}()
