@@ -46,16 +46,31 @@ var toolRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 // BenchmarkHarnessVsEtcdTool: on a three-member cluster (strata, then etcd
 // v3.7.3, each on this machine), puts of 256 bytes to a key space of
 // 100,000 from 256 clients on 16 connections to the leader, driven in
-// alternating rounds by etcd's own benchmark tool and by `strata perf run`.
+// rounds by etcd's own benchmark tool, by `strata perf run`, and by
+// `strata perf run --grpc-go-kv` (its calls through grpc-go), each round
+// starting with the next driver.
 // Reports each driver's throughput and its own CPU per put (the tool's
 // from its process's rusage, the harness's from its result): the two must
 // agree on the cluster's throughput, and the harness should cost less.
 // STRATA_BENCH_PUTS puts per round (default 50,000); three rounds.
 //
+// On a machine the drivers share with the servers, the cheaper driver
+// leaves the servers more CPU and so measures more throughput. With
+// STRATA_BENCH_PIN=1 (and taskset) the servers are pinned to CPU 0 and the
+// drivers to CPU 1, so that each driver has a core to itself and the
+// servers the same one core whichever drives them.
+//
 //	go test -run=NONE -bench=HarnessVsEtcdTool -timeout=30m ./tests/e2e/
 func BenchmarkHarnessVsEtcdTool(b *testing.B) {
 	bins := needSubject(b)
 	puts := benchEnv("STRATA_BENCH_PUTS", 50000)
+	pin := os.Getenv("STRATA_BENCH_PIN") == "1"
+	command := func(ctx context.Context, name string, args ...string) *exec.Cmd {
+		if pin {
+			return exec.CommandContext(ctx, "taskset", append([]string{"-c", "1", name}, args...)...)
+		}
+		return exec.CommandContext(ctx, name, args...)
+	}
 	tool, err := etcdBenchmarkTool()
 	if err != nil {
 		b.Fatal(err)
@@ -67,21 +82,29 @@ func BenchmarkHarnessVsEtcdTool(b *testing.B) {
 			bin = bins.Etcd
 		}
 		ms := StartCluster(b, "hv"+server[:1], 3, MemberConfig{Binary: bin})
+		if pin {
+			for _, m := range ms {
+				pid := strconv.Itoa(m.current().cmd.Process.Pid)
+				if out, err := exec.Command("taskset", "-a", "-cp", "0", pid).CombinedOutput(); err != nil {
+					b.Fatalf("taskset: %v\n%s", err, out)
+				}
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 		clients := make([]*clientv3.Client, len(ms))
 		for i, m := range ms {
 			clients[i] = benchClient(b, m)
 		}
 		leader := ms[leaderIndex(ctx, b, clients)]
-		var toolRates, toolCPU, perfRates, perfCPU []float64
+		var toolRates, toolCPU []float64
+		perfRates, perfCPU := map[string][]float64{}, map[string][]float64{}
+		drivers := []string{"tool", "perf", "perf-grpc-go"}
 		for r := range rounds {
-			for _, driver := range []string{"tool", "perf"} {
-				if r%2 == 1 {
-					driver = map[string]string{"tool": "perf", "perf": "tool"}[driver]
-				}
+			for i := range drivers {
+				driver := drivers[(i+r)%len(drivers)] // each round starts with the next driver
 				switch driver {
 				case "tool":
-					cmd := exec.CommandContext(ctx, tool, "--endpoints="+leader.Endpoint(), "--clients=256", "--conns=16",
+					cmd := command(ctx, tool, "--endpoints="+leader.Endpoint(), "--clients=256", "--conns=16",
 						"put", "--key-size=8", "--key-space-size=100000", "--val-size=256", fmt.Sprintf("--total=%d", puts))
 					out, err := cmd.CombinedOutput()
 					if err != nil {
@@ -95,10 +118,11 @@ func BenchmarkHarnessVsEtcdTool(b *testing.B) {
 					toolRates = append(toolRates, rate)
 					ps := cmd.ProcessState
 					toolCPU = append(toolCPU, float64((ps.UserTime()+ps.SystemTime()).Microseconds())/float64(puts))
-				case "perf":
+				default:
 					out := filepath.Join(b.TempDir(), "r.json")
-					cmd := exec.CommandContext(ctx, bins.Subject, "perf", "run", "--endpoints="+leader.Endpoint(), "--clients=256", "--conns=16",
-						"--workload=put", "--key-size=8", "--key-space=100000", "--val-size=256", fmt.Sprintf("--total=%d", puts), "--out="+out)
+					cmd := command(ctx, bins.Subject, "perf", "run", "--endpoints="+leader.Endpoint(), "--clients=256", "--conns=16",
+						"--workload=put", "--key-size=8", "--key-space=100000", "--val-size=256", fmt.Sprintf("--total=%d", puts), "--out="+out,
+						fmt.Sprintf("--grpc-go-kv=%v", driver == "perf-grpc-go"))
 					if o, err := cmd.CombinedOutput(); err != nil {
 						b.Fatalf("strata perf run: %v\n%s", err, o)
 					}
@@ -106,18 +130,20 @@ func BenchmarkHarnessVsEtcdTool(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					perfRates = append(perfRates, rs[0].OpsPerSec)
+					perfRates[driver] = append(perfRates[driver], rs[0].OpsPerSec)
 					ps := cmd.ProcessState
-					perfCPU = append(perfCPU, float64((ps.UserTime()+ps.SystemTime()).Microseconds())/float64(puts))
+					perfCPU[driver] = append(perfCPU[driver], float64((ps.UserTime()+ps.SystemTime()).Microseconds())/float64(puts))
 				}
 			}
 		}
 		b.Run("server="+server, func(b *testing.B) {
 			b.ReportMetric(medianOf(toolRates), "tool-puts/s")
-			b.ReportMetric(medianOf(perfRates), "perf-puts/s")
-			b.ReportMetric(medianOf(perfRates)/medianOf(toolRates), "perf/tool")
 			b.ReportMetric(medianOf(toolCPU), "tool-cpu-µs/put")
-			b.ReportMetric(medianOf(perfCPU), "perf-cpu-µs/put")
+			for _, d := range drivers[1:] {
+				b.ReportMetric(medianOf(perfRates[d]), d+"-puts/s")
+				b.ReportMetric(medianOf(perfRates[d])/medianOf(toolRates), d+"/tool")
+				b.ReportMetric(medianOf(perfCPU[d]), d+"-cpu-µs/put")
+			}
 		})
 		for _, m := range ms {
 			m.Stop()
