@@ -60,19 +60,26 @@ type h2KV struct {
 	readBytes int64    // received DATA not yet returned to the window (reader only)
 }
 
+// h2call is one call. Its answer fields are written only while it is in
+// h2KV's stream map, under its lock, or by whoever removed it from there,
+// before closing done.
 type h2call struct {
-	path  string
-	body  []byte // the gRPC message, with its 5-byte prefix
-	resp  []byte
-	code  codes.Code
-	msg   string
-	gotSt bool
-	done  chan struct{}
+	path   string
+	body   []byte // the gRPC message, with its 5-byte prefix
+	resp   []byte
+	code   codes.Code
+	msg    string
+	gotSt  bool
+	unsent bool // the server never processed it
+	done   chan struct{}
 }
 
 // h2MaxRequest bounds what goes in one DATA frame (the protocol's minimum
 // SETTINGS_MAX_FRAME_SIZE).
 const h2MaxRequest = 16384
+
+// h2MaxStreamID is the largest client stream ID.
+const h2MaxStreamID = 1<<31 - 1
 
 // h2RecvWindow is the window granted to the server, per stream and for the
 // connection; the connection's is returned as it is read.
@@ -137,16 +144,48 @@ func (k *h2KV) fail(err error) {
 	if k.mu.err == nil {
 		k.mu.err = err
 	}
-	calls := k.mu.queue
+	unsent := k.mu.queue
 	k.mu.queue = nil
+	var sent []*h2call
 	for _, c := range k.mu.streams {
-		calls = append(calls, c)
+		sent = append(sent, c)
 	}
 	k.mu.streams = map[uint32]*h2call{}
 	k.mu.Unlock()
 	k.c.Close()
-	for _, c := range calls {
+	// Removed from the map under the lock, the calls are no longer the
+	// reader's to touch.
+	for _, c := range unsent {
+		c.unsent = true // the server never saw it: it goes through grpc-go
+		close(c.done)
+	}
+	for _, c := range sent {
 		c.code, c.msg = codes.Unavailable, err.Error()
+		close(c.done)
+	}
+}
+
+// goAway handles the server's GOAWAY: calls above its last stream ID were
+// not processed and fail; those at or below it complete as they come; new
+// calls go through grpc-go.
+func (k *h2KV) goAway(f *http2.GoAwayFrame) {
+	err := fmt.Errorf("server sent GOAWAY: %v %s", f.ErrCode, f.DebugData())
+	k.mu.Lock()
+	if k.mu.err == nil {
+		k.mu.err = err
+	}
+	unsent := k.mu.queue
+	k.mu.queue = nil
+	var refused []*h2call
+	for id, c := range k.mu.streams {
+		if id > f.LastStreamID {
+			refused = append(refused, c)
+			delete(k.mu.streams, id)
+		}
+	}
+	k.mu.Unlock()
+	for _, c := range append(unsent, refused...) {
+		c.unsent = true // never processed: safe to send again through grpc-go
 		close(c.done)
 	}
 }
@@ -202,9 +241,26 @@ func (k *h2KV) drain() {
 			return
 		}
 		k.mu.Lock()
+		if len(k.mu.queue) > 0 && k.mu.err == nil {
+			// Calls queued during this pass: a goroutine of its own
+			// sends them, so this caller goes back to waiting for
+			// its own answer rather than writing for everyone.
+			k.mu.Unlock()
+			go k.drainOnce()
+			return
+		}
 	}
 	k.mu.writing = false
 	k.mu.Unlock()
+}
+
+// drainOnce continues a drain begun by a caller: it holds the writing
+// role already.
+func (k *h2KV) drainOnce() {
+	k.mu.Lock()
+	k.mu.writing = false
+	k.mu.Unlock()
+	k.drain()
 }
 
 // headerBlock is the request headers of path, encoded once: every field
@@ -267,8 +323,7 @@ func (k *h2KV) read(fr *http2.Framer) {
 		case *http2.RSTStreamFrame:
 			k.finish(f.StreamID, codes.Unavailable, "stream reset: "+f.ErrCode.String())
 		case *http2.GoAwayFrame:
-			k.fail(fmt.Errorf("server sent GOAWAY: %v %s", f.ErrCode, f.DebugData()))
-			return
+			k.goAway(f)
 		}
 	}
 }
@@ -286,15 +341,11 @@ func (k *h2KV) control(write func() error) {
 	}
 }
 
-func (k *h2KV) call(id uint32) *h2call {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.mu.streams[id]
-}
-
 func (k *h2KV) headersFrame(f *http2.MetaHeadersFrame) {
-	c := k.call(f.StreamID)
+	k.mu.Lock()
+	c := k.mu.streams[f.StreamID]
 	if c == nil {
+		k.mu.Unlock()
 		return
 	}
 	for _, h := range f.Fields {
@@ -313,11 +364,13 @@ func (k *h2KV) headersFrame(f *http2.MetaHeadersFrame) {
 			c.msg = decodeGRPCMessage(h.Value)
 		}
 	}
+	code, msg := c.code, c.msg
+	if !c.gotSt {
+		code, msg = codes.Internal, "response without grpc-status"
+	}
+	k.mu.Unlock()
 	if f.StreamEnded() {
-		if !c.gotSt {
-			c.code, c.msg = codes.Internal, "response without grpc-status"
-		}
-		k.finish(f.StreamID, c.code, c.msg)
+		k.finish(f.StreamID, code, msg)
 	}
 }
 
@@ -330,11 +383,14 @@ func (k *h2KV) dataFrame(f *http2.DataFrame) {
 			k.control(func() error { return k.wfr.WriteWindowUpdate(0, inc) })
 		}
 	}
-	if c := k.call(f.StreamID); c != nil {
+	k.mu.Lock()
+	c := k.mu.streams[f.StreamID]
+	if c != nil {
 		c.resp = append(c.resp, f.Data()...)
-		if f.StreamEnded() {
-			k.finish(f.StreamID, codes.Internal, "response without trailers")
-		}
+	}
+	k.mu.Unlock()
+	if c != nil && f.StreamEnded() {
+		k.finish(f.StreamID, codes.Internal, "response without trailers")
 	}
 }
 
@@ -393,7 +449,9 @@ func (k *h2KV) invoke(ctx context.Context, path string, req, resp proto.Message)
 	}
 	c := &h2call{path: path, body: body, done: make(chan struct{})}
 	k.mu.Lock()
-	if k.mu.err != nil {
+	if k.mu.err != nil || k.mu.nextID+2*uint32(len(k.mu.queue)) > h2MaxStreamID {
+		// Failed, or out of stream IDs (after a billion calls): the
+		// rest go through grpc-go.
 		k.mu.Unlock()
 		return false, nil
 	}
@@ -404,6 +462,9 @@ func (k *h2KV) invoke(ctx context.Context, path string, req, resp proto.Message)
 	case <-c.done:
 	case <-ctx.Done():
 		return true, status.FromContextError(ctx.Err()).Err()
+	}
+	if c.unsent {
+		return false, nil
 	}
 	if c.code != codes.OK {
 		return true, status.Error(c.code, c.msg)

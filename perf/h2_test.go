@@ -112,6 +112,21 @@ func TestH2KV(t *testing.T) {
 	if err != nil || r.Header.Revision != 100_000 || fallback.n.Load() != 1 {
 		t.Fatalf("large put: %v %v, %d through grpc-go", r, err, fallback.n.Load())
 	}
+	// Out of stream IDs, calls go through grpc-go.
+	k.mu.Lock()
+	saved := k.mu.nextID
+	k.mu.nextID = h2MaxStreamID // the last ID: one call may take it, but not two
+	k.mu.Unlock()
+	before := fallback.n.Load()
+	if _, err := k.Put(ctx, &pb.PutRequest{Key: []byte("last")}); err != nil || fallback.n.Load() != before {
+		t.Fatalf("a put on the last stream ID: %v, %d through grpc-go", err, fallback.n.Load()-before)
+	}
+	if _, err := k.Put(ctx, &pb.PutRequest{Key: []byte("late")}); err != nil || fallback.n.Load() != before+1 {
+		t.Fatalf("a put with no stream ID left: %v, %d through grpc-go", err, fallback.n.Load()-before)
+	}
+	k.mu.Lock()
+	k.mu.nextID = saved
+	k.mu.Unlock()
 	// The connection gone, calls fail as unavailable, then fall back.
 	k.close()
 	for range 2 {

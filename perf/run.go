@@ -15,15 +15,17 @@ import (
 // worker is one client of a run: its connection, random source, key
 // generator and recorder. Workloads keep their per-worker state in state.
 type worker struct {
-	id    int
-	cfg   Config
-	c     *conn
-	rng   *rand.Rand
-	keys  *keyGen
-	rec   *recorder
-	env   *env
-	val   []byte
-	state any
+	id   int
+	cfg  Config
+	c    *conn
+	rng  *rand.Rand
+	keys *keyGen
+	rec  *recorder
+	env  *env
+	val  []byte
+	// opStart is the current operation's (scheduled) start.
+	opStart time.Time
+	state   any
 }
 
 // call times one RPC of kind and records it.
@@ -75,14 +77,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	start := time.Now()
-	var deadline time.Time
-	if cfg.Duration > 0 {
-		deadline = start.Add(cfg.Duration)
-	}
 	recs := make([]*recorder, len(conns))
 	for i := range recs {
-		recs[i] = newRecorder(start)
+		recs[i] = newRecorder(time.Time{})
 	}
 	workers := make([]*worker, cfg.Clients)
 	for i := range workers {
@@ -94,6 +91,17 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 				return nil, fmt.Errorf("workload %s: %w", cfg.Workload, err)
 			}
 		}
+	}
+	// The measured phase starts once every worker is ready (a lease
+	// worker's keep-alive stream, say): its schedule, its deadline and
+	// its per-second buckets count from here.
+	start := time.Now()
+	var deadline time.Time
+	if cfg.Duration > 0 {
+		deadline = start.Add(cfg.Duration)
+	}
+	for _, r := range recs {
+		r.start = start
 	}
 	var remaining atomic.Int64
 	remaining.Store(cfg.Total)
@@ -163,9 +171,10 @@ func drive(ctx context.Context, wl *workload, w *worker, cfg Config, start, dead
 		if !deadline.IsZero() && opStart.After(deadline) {
 			return
 		}
+		w.opStart = opStart
 		err := wl.op(ctx, w)
-		if ctx.Err() != nil && err != nil {
-			return // stopped mid-operation: not a result
+		if ctx.Err() != nil {
+			return // stopped mid-operation: not a result, whatever it returned
 		}
 		w.rec.op(opStart, time.Now(), err)
 		done.Add(1)

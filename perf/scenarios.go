@@ -51,11 +51,11 @@ func kubeKey(prefix string, n int) []byte {
 	return fmt.Appendf(nil, "%s/registry/pods/ns-%d/pod-%08d", prefix, n%10, n)
 }
 
-// kubeValue is a pod object with its send time in front (8 bytes), from
+// kubeValue is a pod object with its operation's start in front (8 bytes), from
 // which the watchers measure put-to-event latency.
 func kubeValue(w *worker) []byte {
 	v := make([]byte, 8, 2600)
-	binary.BigEndian.PutUint64(v, uint64(time.Now().UnixNano()))
+	binary.BigEndian.PutUint64(v, uint64(w.opStart.UnixNano()))
 	return append(v, gen.PodJSON(w.rng)...)
 }
 

@@ -133,15 +133,16 @@ func (w *worker) value() []byte {
 	return w.val
 }
 
-// stampedValue is value() with the send time in its first 8 bytes, from
-// which watchers measure put-to-event latency.
+// stampedValue is value() with the operation's start in its first 8
+// bytes, from which watchers measure put-to-event latency (under --rate,
+// the scheduled start: a put sent late counts its lateness).
 func (w *worker) stampedValue() []byte {
 	v := w.value()
 	if len(v) < 8 {
 		v = append(v[:0], make([]byte, 8)...)
 		w.val = v
 	}
-	binary.BigEndian.PutUint64(v, uint64(time.Now().UnixNano()))
+	binary.BigEndian.PutUint64(v, uint64(w.opStart.UnixNano()))
 	return v
 }
 
