@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 
@@ -199,6 +200,12 @@ func (k *h2KV) drain() {
 		return
 	}
 	k.mu.writing = true
+	// Let the clients the reader just woke queue their next calls first:
+	// one write then carries several (a write syscall is most of what a
+	// call costs the harness).
+	k.mu.Unlock()
+	runtime.Gosched()
+	k.mu.Lock()
 	for {
 		if k.mu.err != nil {
 			break
