@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -197,11 +196,28 @@ feed:
 // background task per stream records, for each event, the time since the
 // put was sent (from its stamped value) as kind "event".
 func startWatchers(ctx context.Context, e *env, prefix string, prevKV bool) error {
-	var seen []*atomic.Int64 // per stream, the newest revision it delivered
+	// The newest revision each watcher delivered, by stream and watch
+	// ID: watchers on one stream are served apart (one may be catching
+	// up while another is current), so each must reach the last write.
+	type streamSeen struct {
+		sync.Mutex
+		watchers int
+		rev      map[int64]int64
+	}
+	var seen []*streamSeen
 	e.drained = func() bool {
 		last := e.lastRev.Load()
+		if last == 0 {
+			return true // nothing written in the measured phase
+		}
 		for _, s := range seen {
-			if s.Load() < last {
+			s.Lock()
+			ok := len(s.rev) == s.watchers
+			for _, r := range s.rev {
+				ok = ok && r >= last
+			}
+			s.Unlock()
+			if !ok {
 				return false
 			}
 		}
@@ -246,8 +262,8 @@ func startWatchers(ctx context.Context, e *env, prefix string, prevKV bool) erro
 				created++
 			}
 		}
-		rev := &atomic.Int64{}
-		seen = append(seen, rev)
+		ss := &streamSeen{watchers: n, rev: map[int64]int64{}}
+		seen = append(seen, ss)
 		e.background(func(ctx context.Context, rec *recorder) {
 			go func() { <-ctx.Done(); cancel() }()
 			for {
@@ -255,8 +271,10 @@ func startWatchers(ctx context.Context, e *env, prefix string, prevKV bool) erro
 				if err != nil {
 					return
 				}
-				if r.Header != nil && r.Header.Revision > rev.Load() && len(r.Events) > 0 {
-					rev.Store(r.Header.Revision)
+				if len(r.Events) > 0 {
+					ss.Lock()
+					ss.rev[r.WatchId] = max(ss.rev[r.WatchId], r.Events[len(r.Events)-1].Kv.ModRevision)
+					ss.Unlock()
 				}
 				now := time.Now().UnixNano()
 				for _, ev := range r.Events {
