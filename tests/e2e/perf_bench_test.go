@@ -52,7 +52,10 @@ var toolRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 // Reports each driver's throughput and its own CPU per put (the tool's
 // from its process's rusage, the harness's from its result): the two must
 // agree on the cluster's throughput, and the harness should cost less.
-// STRATA_BENCH_PUTS puts per round (default 50,000); three rounds.
+// STRATA_BENCH_PUTS puts per round (default 50,000), STRATA_BENCH_KEYS
+// keys (default 100,000); three rounds. With many keys the state grows
+// from run to run and the LSM's flushes and compactions land on whichever
+// driver runs then; with few (1,000) every run overwrites the same keys.
 //
 // On a machine the drivers share with the servers, the cheaper driver
 // leaves the servers more CPU and so measures more throughput. With
@@ -64,6 +67,7 @@ var toolRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 func BenchmarkHarnessVsEtcdTool(b *testing.B) {
 	bins := needSubject(b)
 	puts := benchEnv("STRATA_BENCH_PUTS", 50000)
+	keys := benchEnv("STRATA_BENCH_KEYS", 100000)
 	pin := os.Getenv("STRATA_BENCH_PIN") == "1"
 	command := func(ctx context.Context, name string, args ...string) *exec.Cmd {
 		if pin {
@@ -105,7 +109,7 @@ func BenchmarkHarnessVsEtcdTool(b *testing.B) {
 				switch driver {
 				case "tool":
 					cmd := command(ctx, tool, "--endpoints="+leader.Endpoint(), "--clients=256", "--conns=16",
-						"put", "--key-size=8", "--key-space-size=100000", "--val-size=256", fmt.Sprintf("--total=%d", puts))
+						"put", "--key-size=8", fmt.Sprintf("--key-space-size=%d", keys), "--val-size=256", fmt.Sprintf("--total=%d", puts))
 					out, err := cmd.CombinedOutput()
 					if err != nil {
 						b.Fatalf("benchmark tool: %v\n%s", err, out)
@@ -121,7 +125,7 @@ func BenchmarkHarnessVsEtcdTool(b *testing.B) {
 				default:
 					out := filepath.Join(b.TempDir(), "r.json")
 					cmd := command(ctx, bins.Subject, "perf", "run", "--endpoints="+leader.Endpoint(), "--clients=256", "--conns=16",
-						"--workload=put", "--key-size=8", "--key-space=100000", "--val-size=256", fmt.Sprintf("--total=%d", puts), "--out="+out,
+						"--workload=put", "--key-size=8", fmt.Sprintf("--key-space=%d", keys), "--val-size=256", fmt.Sprintf("--total=%d", puts), "--out="+out,
 						fmt.Sprintf("--grpc-go-kv=%v", driver == "perf-grpc-go"))
 					if o, err := cmd.CombinedOutput(); err != nil {
 						b.Fatalf("strata perf run: %v\n%s", err, o)
