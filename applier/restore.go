@@ -34,11 +34,8 @@ func (a *Applier) Restore(index uint64, install func(Engine) error) error {
 	defer a.writeMu.Unlock()
 	a.readers.Lock()
 	defer a.readers.Unlock()
-	if a.closed() {
-		return ErrClosed
-	}
-	if index <= a.st.index {
-		return fmt.Errorf("%w: snapshot at %d, applied %d", ErrStaleSnapshot, index, a.st.index)
+	if err := a.checkNewer(index); err != nil {
+		return err
 	}
 	if err := clearEngine(a.eng.Engine); err != nil {
 		return fmt.Errorf("applier: restore: clear: %w", err)
@@ -70,11 +67,8 @@ func (a *Applier) Restore(index uint64, install func(Engine) error) error {
 func (a *Applier) Swap(index uint64, fresh Engine, install func(Engine) error, retire func(Engine)) error {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
-	if a.closed() {
-		return ErrClosed
-	}
-	if index <= a.st.index {
-		return fmt.Errorf("%w: snapshot at %d, applied %d", ErrStaleSnapshot, index, a.st.index)
+	if err := a.checkNewer(index); err != nil {
+		return err
 	}
 	if err := install(fresh); err != nil {
 		return fmt.Errorf("applier: restore: %w", err)
@@ -99,6 +93,18 @@ func (a *Applier) Swap(index uint64, fresh Engine, install func(Engine) error, r
 		retire(old.Engine)
 	}
 	a.adopt(st, removed, leases)
+	return nil
+}
+
+// checkNewer refuses a snapshot at index unless it is newer than the
+// applied state (and the applier open). REQUIRES: writeMu.
+func (a *Applier) checkNewer(index uint64) error {
+	if a.closed() {
+		return ErrClosed
+	}
+	if index <= a.st.index {
+		return fmt.Errorf("%w: snapshot at %d, applied %d", ErrStaleSnapshot, index, a.st.index)
+	}
 	return nil
 }
 

@@ -76,10 +76,12 @@ func (c *Comparison) median(side int, f func(*Result) float64) float64 {
 	for _, p := range c.Rounds {
 		v = append(v, f(p[side]))
 	}
-	return median(v)
+	return Median(v)
 }
 
-func median(v []float64) float64 {
+// Median is the median of v (the mean of the middle two for an even count;
+// 0 for none).
+func Median(v []float64) float64 {
 	if len(v) == 0 {
 		return 0
 	}

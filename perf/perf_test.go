@@ -141,13 +141,13 @@ func TestLocalPID(t *testing.T) {
 	if _, ok := localPID("http://192.0.2.1:2379"); ok {
 		t.Fatal("a remote endpoint was found locally")
 	}
-	cpu, err := procCPU(pid)
+	cpu, err := ProcCPU(pid)
 	if err != nil || cpu <= 0 {
-		t.Fatalf("procCPU: %v %v", cpu, err)
+		t.Fatalf("ProcCPU: %v %v", cpu, err)
 	}
-	rss, err := procRSS(pid)
+	rss, err := ProcRSS(pid)
 	if err != nil || rss < 1<<20 {
-		t.Fatalf("procRSS: %d %v", rss, err)
+		t.Fatalf("ProcRSS: %d %v", rss, err)
 	}
 }
 
@@ -161,10 +161,10 @@ func TestBar(t *testing.T) {
 }
 
 func TestMedianAndSweepParams(t *testing.T) {
-	if m := median([]float64{3, 1, 2}); m != 2 {
+	if m := Median([]float64{3, 1, 2}); m != 2 {
 		t.Fatalf("median of 3 = %v", m)
 	}
-	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
+	if m := Median([]float64{4, 1, 2, 3}); m != 2.5 {
 		t.Fatalf("median of 4 = %v", m)
 	}
 	var c Config

@@ -57,7 +57,7 @@ func newServerSampler(endpoints []string) *serverSampler {
 
 func (s *serverSampler) begin() {
 	for _, p := range s.procs {
-		p.cpu0, _ = procCPU(p.pid)
+		p.cpu0, _ = ProcCPU(p.pid)
 	}
 	s.stop = make(chan struct{})
 	s.wg.Go(func() {
@@ -76,7 +76,7 @@ func (s *serverSampler) begin() {
 
 func (s *serverSampler) sampleRSS() {
 	for _, p := range s.procs {
-		if rss, err := procRSS(p.pid); err == nil && rss > p.rssMax {
+		if rss, err := ProcRSS(p.pid); err == nil && rss > p.rssMax {
 			p.rssMax = rss
 		}
 	}
@@ -88,7 +88,7 @@ func (s *serverSampler) end() []ServerStats {
 	s.sampleRSS()
 	var out []ServerStats
 	for _, p := range s.procs {
-		cpu, err := procCPU(p.pid)
+		cpu, err := ProcCPU(p.pid)
 		if err != nil {
 			continue // it exited
 		}
@@ -102,8 +102,8 @@ func (s *serverSampler) end() []ServerStats {
 // every Linux platform Go supports).
 const clockTicks = 100
 
-// procCPU is a process's user+system time from /proc/<pid>/stat.
-func procCPU(pid int) (time.Duration, error) {
+// ProcCPU is a process's user+system time from /proc/<pid>/stat.
+func ProcCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -126,8 +126,8 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
-// procRSS is a process's resident set from /proc/<pid>/status.
-func procRSS(pid int) (int64, error) {
+// ProcRSS is a process's resident set from /proc/<pid>/status.
+func ProcRSS(pid int) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err

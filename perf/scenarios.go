@@ -7,6 +7,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	gen "github.com/stratakv/strata/perf/workload"
 )
@@ -171,7 +172,7 @@ func (w *worker) refresh(ctx context.Context, n int, key []byte) error {
 // first page's revision, as kube-apiserver paginates.
 func kubeList(ctx context.Context, w *worker, ns int) error {
 	from := fmt.Appendf(nil, "%s/registry/pods/ns-%d/", w.cfg.Prefix, ns)
-	end := prefixEnd(from)
+	end := []byte(clientv3.GetPrefixRangeEnd(string(from)))
 	var rev int64
 	for {
 		var r *pb.RangeResponse

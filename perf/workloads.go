@@ -12,6 +12,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // workload is one kind of load. op performs one operation for a worker;
@@ -223,10 +224,7 @@ func startWatchers(ctx context.Context, e *env, prefix string, prevKV bool) erro
 		}
 		return true
 	}
-	end := prefixEnd([]byte(prefix))
-	if prefix == "" {
-		end = []byte{0}
-	}
+	end := []byte(clientv3.GetPrefixRangeEnd(prefix))
 	for s := range e.cfg.WatchStreams {
 		c := e.conns[s%len(e.conns)]
 		sctx, cancel := context.WithCancel(context.Background())
@@ -289,17 +287,6 @@ func startWatchers(ctx context.Context, e *env, prefix string, prevKV bool) erro
 	}
 	_ = ctx
 	return nil
-}
-
-func prefixEnd(p []byte) []byte {
-	end := append([]byte(nil), p...)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] < 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return []byte{0}
 }
 
 type leaseState struct {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +12,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/stratakv/strata/perf"
 )
 
 // BenchmarkPutVsEtcd measures the whole write path — gRPC, batching, raft,
@@ -68,17 +69,11 @@ func benchPuts(b *testing.B, cli *clientv3.Client, m *Member, clients int) {
 
 // processCPU returns the user+system CPU time the member's process has used.
 func processCPU(b *testing.B, m *Member) time.Duration {
-	p := m.current()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	cpu, err := perf.ProcCPU(m.current().cmd.Process.Pid)
 	if err != nil {
 		b.Skipf("no /proc: %v", err)
 	}
-	// Fields after the command name (which may hold spaces) start after ")".
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	const clkTck = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / clkTck
+	return cpu
 }
 
 // concurrently runs fn(0) .. fn(n-1) from workers goroutines and waits;

@@ -112,7 +112,8 @@ func requireEqualHashKV(ctx context.Context, t *testing.T, clients []*clientv3.C
 	}
 }
 
-func newEndpointClient(t *testing.T, m *Member) *clientv3.Client {
+// newEndpointClient is a quiet client of m alone, closed when t ends.
+func newEndpointClient(t testing.TB, m *Member) *clientv3.Client {
 	t.Helper()
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
 	if err != nil {

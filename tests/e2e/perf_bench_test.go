@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,7 +96,7 @@ func BenchmarkHarnessVsEtcdTool(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 		clients := make([]*clientv3.Client, len(ms))
 		for i, m := range ms {
-			clients[i] = benchClient(b, m)
+			clients[i] = newEndpointClient(b, m)
 		}
 		leader := ms[leaderIndex(ctx, b, clients)]
 		var toolRates, toolCPU []float64
@@ -141,12 +140,12 @@ func BenchmarkHarnessVsEtcdTool(b *testing.B) {
 			}
 		}
 		b.Run("server="+server, func(b *testing.B) {
-			b.ReportMetric(medianOf(toolRates), "tool-puts/s")
-			b.ReportMetric(medianOf(toolCPU), "tool-cpu-µs/put")
+			b.ReportMetric(perf.Median(toolRates), "tool-puts/s")
+			b.ReportMetric(perf.Median(toolCPU), "tool-cpu-µs/put")
 			for _, d := range drivers[1:] {
-				b.ReportMetric(medianOf(perfRates[d]), d+"-puts/s")
-				b.ReportMetric(medianOf(perfRates[d])/medianOf(toolRates), d+"/tool")
-				b.ReportMetric(medianOf(perfCPU[d]), d+"-cpu-µs/put")
+				b.ReportMetric(perf.Median(perfRates[d]), d+"-puts/s")
+				b.ReportMetric(perf.Median(perfRates[d])/perf.Median(toolRates), d+"/tool")
+				b.ReportMetric(perf.Median(perfCPU[d]), d+"-cpu-µs/put")
 			}
 		})
 		for _, m := range ms {
@@ -154,16 +153,6 @@ func BenchmarkHarnessVsEtcdTool(b *testing.B) {
 		}
 		cancel()
 	}
-}
-
-// medianOf is the median of an odd number of values (the upper one of an
-// even number).
-func medianOf(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
 }
 
 // BenchmarkPerfWorkloadsVsEtcd: a three-member strata and a three-member
@@ -218,9 +207,9 @@ func BenchmarkPerfWorkloadsVsEtcd(b *testing.B) {
 				cpu = append(cpu, rs[i].ServerCPUMsPer1000)
 			}
 			b.Run(fmt.Sprintf("workload=%s/server=%s", w, server), func(b *testing.B) {
-				b.ReportMetric(medianOf(rate), "ops/s")
-				b.ReportMetric(medianOf(p99), "p99-ms")
-				b.ReportMetric(medianOf(cpu), "server-cpu-ms/1000ops")
+				b.ReportMetric(perf.Median(rate), "ops/s")
+				b.ReportMetric(perf.Median(p99), "p99-ms")
+				b.ReportMetric(perf.Median(cpu), "server-cpu-ms/1000ops")
 			})
 		}
 	}

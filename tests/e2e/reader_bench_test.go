@@ -16,7 +16,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/stratakv/strata/perf/workload"
 )
@@ -38,17 +37,6 @@ func learnerKinds(b *testing.B) []learnerKind {
 	return []learnerKind{{"strata", bins.Subject, []string{"--role=reader"}}, {"etcd", bins.Etcd, nil}}
 }
 
-// benchClient is a quiet client of m, closed when the benchmark ends.
-func benchClient(b *testing.B, m *Member) *clientv3.Client {
-	b.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	return c
-}
-
 // readerBenchCluster starts three writers (fastRaft), a client on each and,
 // unless noReader, one reader, for the reader benchmarks; it skips unless
 // strata is the subject. Everything stops with the benchmark.
@@ -63,7 +51,7 @@ func readerBenchCluster(b *testing.B, prefix string) (context.Context, []*Member
 	b.Cleanup(cancel)
 	clients := make([]*clientv3.Client, 3)
 	for i, m := range ms {
-		clients[i] = benchClient(b, m)
+		clients[i] = newEndpointClient(b, m)
 	}
 	reader, _ := joinLearner(ctx, b, bins, ms, clients[0], "reader0", append(fastRaft, "--role=reader")...)
 	return ctx, ms, clients, reader
@@ -92,7 +80,7 @@ func BenchmarkReaderReads(b *testing.B) {
 	ems := StartCluster(b, "re", 3, MemberConfig{Binary: needEtcd(b).Etcd, ExtraArgs: fastRaft})
 	eclients := make([]*clientv3.Client, 3)
 	for i, m := range ems {
-		eclients[i] = benchClient(b, m)
+		eclients[i] = newEndpointClient(b, m)
 	}
 	eleader := leaderIndex(ctx, b, eclients)
 	benchReads(ctx, b, "etcd", eclients[0], ems[eleader], map[string]*Member{
@@ -113,7 +101,7 @@ func benchReads(ctx context.Context, b *testing.B, server string, c *clientv3.Cl
 		if m == nil {
 			continue
 		}
-		tc := benchClient(b, m)
+		tc := newEndpointClient(b, m)
 		for _, serializable := range []bool{true, false} {
 			kind := "linearizable"
 			var opts []clientv3.OpOption
@@ -163,7 +151,7 @@ func BenchmarkReaderSeed(b *testing.B) {
 			}()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 			defer cancel()
-			c := benchClient(b, ms[0])
+			c := newEndpointClient(b, ms[0])
 			// Load: txns of 100 puts of 8 KiB (about 800 KiB each), 4 at a time.
 			val := strings.Repeat("s", 8<<10)
 			txns := mb * (1 << 20) / (100 * len(val))
@@ -182,7 +170,7 @@ func BenchmarkReaderSeed(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			j, _ := joinLearnerOf(ctx, b, binary, ms, c, server+"-learner", append(slices.Clone(fastRaft), extra...)...)
-			jc := benchClient(b, j)
+			jc := newEndpointClient(b, j)
 			for {
 				js, err := jc.Status(ctx, j.Endpoint())
 				if err == nil && js.RaftAppliedIndex >= st.RaftIndex {
@@ -276,7 +264,7 @@ func BenchmarkLeaderCostPerReader(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		clients := make([]*clientv3.Client, 3)
 		for i, m := range ms {
-			clients[i] = benchClient(b, m)
+			clients[i] = newEndpointClient(b, m)
 		}
 		leader := leaderIndex(ctx, b, clients)
 		rng := rand.New(rand.NewPCG(5, 6))

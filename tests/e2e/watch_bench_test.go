@@ -16,6 +16,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/stratakv/strata/perf"
 )
 
 // Watch and lease benchmarks against etcd, side by side in one run. Each
@@ -286,17 +288,9 @@ func BenchmarkLeaseKeepAliveVsEtcd(b *testing.B) {
 
 // processRSS returns the member process's resident set size in bytes.
 func processRSS(b *testing.B, m *Member) int64 {
-	p := m.current()
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	rss, err := perf.ProcRSS(m.current().cmd.Process.Pid)
 	if err != nil {
 		b.Skipf("no /proc: %v", err)
 	}
-	for _, l := range strings.Split(string(st), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	b.Skip("no VmRSS")
-	return 0
+	return rss
 }
