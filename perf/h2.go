@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -415,7 +416,7 @@ func (k *h2KV) finish(id uint32, code codes.Code, msg string) {
 
 // decodeGRPCMessage undoes grpc-message's percent-encoding.
 func decodeGRPCMessage(s string) string {
-	if !containsPercent(s) {
+	if !strings.Contains(s, "%") {
 		return s
 	}
 	out := make([]byte, 0, len(s))
@@ -432,14 +433,6 @@ func decodeGRPCMessage(s string) string {
 	return string(out)
 }
 
-func containsPercent(s string) bool {
-	for i := range len(s) {
-		if s[i] == '%' {
-			return true
-		}
-	}
-	return false
-}
 
 // invoke makes one unary call of path with req, decoding the answer into
 // resp; it reports false when the call must go through fallback.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -228,14 +229,5 @@ func bar(f float64) string {
 	const width = 30
 	f = min(max(f, 0), 1)
 	n := int(f * width)
-	b := make([]byte, 0, width+2)
-	b = append(b, '[')
-	for i := range width {
-		if i < n {
-			b = append(b, '=')
-		} else {
-			b = append(b, ' ')
-		}
-	}
-	return fmt.Sprintf("%s] %3.0f%%", append(b, ']')[:width+1], f*100)
+	return fmt.Sprintf("[%s%s] %3.0f%%", strings.Repeat("=", n), strings.Repeat(" ", width-n), f*100)
 }
