@@ -433,7 +433,6 @@ func decodeGRPCMessage(s string) string {
 	return string(out)
 }
 
-
 // invoke makes one unary call of path with req, decoding the answer into
 // resp; it reports false when the call must go through fallback.
 func (k *h2KV) invoke(ctx context.Context, path string, req, resp proto.Message) (bool, error) {
