@@ -2,6 +2,8 @@ package perf
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -187,5 +189,47 @@ func TestWorkloadOrder(t *testing.T) {
 	want := []string{"put", "range", "txn-put", "delete", "watch", "lease", "kubernetes", "batch-scheduler", "fleet-config"}
 	if got := WorkloadNames(); !slices.Equal(got, want) {
 		t.Fatalf("workloads %v, want %v (the documented order)", got, want)
+	}
+}
+
+// TestSweepServerFlagChecks: a server flag needs a launcher; a launcher
+// excludes --endpoints; a value the server would refuse stops the sweep
+// before any cluster starts; a launcher's failure names the point.
+func TestSweepServerFlagChecks(t *testing.T) {
+	cfg := Config{Workload: "put", Total: 10, Clients: 1, Conns: 1}
+	launches := 0
+	failing := func(ctx context.Context, flags []string) ([]string, func(), error) {
+		launches++
+		if !slices.Equal(flags, []string{"--unsafe-no-fsync", "--max-batch-requests=8"}) {
+			t.Errorf("launched with %v", flags)
+		}
+		return nil, nil, errors.New("no room")
+	}
+	withEps := cfg
+	withEps.Endpoints = []string{"127.0.0.1:2379"}
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		o    SweepOptions
+		want string
+	}{
+		{"no launcher", withEps, SweepOptions{}, "with --launch"},
+		{"launcher and endpoints", withEps, SweepOptions{Launch: failing}, "leave --endpoints out"},
+		{"refused value", cfg, SweepOptions{Launch: failing, CheckServerFlag: func(f string) error {
+			if f == "--max-batch-requests=0" {
+				return errors.New(f + " must be >0")
+			}
+			return nil
+		}}, "--max-batch-requests=0 must be >0"},
+		{"launch fails", cfg, SweepOptions{Launch: failing, ServerFlags: []string{"--unsafe-no-fsync"}}, "max-batch-requests=8: starting the cluster: no room"},
+	} {
+		values := []string{"8", "0"}
+		_, _, err := Sweep(context.Background(), c.cfg, "max-batch-requests", values, c.o)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+	if launches != 1 {
+		t.Fatalf("%d launches, want 1 (the last case's first point)", launches)
 	}
 }

@@ -57,6 +57,14 @@ type Result struct {
 	// is their CPU per 1,000 operations, summed over them.
 	Servers            []ServerStats `json:"servers,omitempty"`
 	ServerCPUMsPer1000 float64       `json:"server_cpu_ms_per_1000_ops,omitempty"`
+	// RaftEntries is how many raft entries the cluster committed during
+	// the measured phase (the RaftIndex of the first driven member's
+	// Status, after less before; 0 when unknown): against Ops, how many
+	// requests share an entry.
+	RaftEntries int64 `json:"raft_entries,omitempty"`
+	// ServerFlags are the flags of the servers a sweep started for this
+	// run (strata perf sweep --launch), beyond their addresses.
+	ServerFlags []string `json:"server_flags,omitempty"`
 	// Extra holds workload counters (txn_conflicts, ...).
 	Extra map[string]float64 `json:"extra,omitempty"`
 }
@@ -197,6 +205,9 @@ func PrintSummary(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "; server CPU: %.1f ms per 1000 ops (%s)", r.ServerCPUMsPer1000, strings.Join(parts, "; "))
 	}
 	fmt.Fprintln(w)
+	if r.RaftEntries > 0 {
+		fmt.Fprintf(w, "raft entries: %d, %.1f ops per entry\n", r.RaftEntries, float64(r.Ops)/float64(r.RaftEntries))
+	}
 	if len(r.Extra) > 0 {
 		for _, k := range slices.Sorted(maps.Keys(r.Extra)) {
 			fmt.Fprintf(w, "%s: %.0f\n", k, r.Extra[k])

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // worker is one client of a run: its connection, random source, key
@@ -108,6 +110,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	remaining.Store(cfg.Total)
 	var done atomic.Int64
 	stopProgress := startProgress(progress, start, &done, cfg)
+	index0, indexOK := raftIndex(ctx, conns[0], cfg.DialTimeout)
 	cpu0 := selfCPU()
 	servers.begin()
 	env.begin(start)
@@ -136,7 +139,22 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	if total.ops.TotalCount() == 0 {
 		return nil, errors.New("no operation completed")
 	}
-	return newResult(cfg, wl, eps, total, start, end, cpu, srv), nil
+	res := newResult(cfg, wl, eps, total, start, end, cpu, srv)
+	if index1, ok := raftIndex(ctx, conns[0], cfg.DialTimeout); ok && indexOK && index1 > index0 {
+		res.RaftEntries = int64(index1 - index0)
+	}
+	return res, nil
+}
+
+// raftIndex is the committed raft index c's member reports.
+func raftIndex(ctx context.Context, c *conn, timeout time.Duration) (uint64, bool) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, err := c.maint.Status(ctx, &pb.StatusRequest{})
+	if err != nil {
+		return 0, false
+	}
+	return st.RaftIndex, true
 }
 
 // drive is one worker's loop: closed-loop, or following the schedule when

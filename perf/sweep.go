@@ -2,8 +2,10 @@ package perf
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 )
@@ -53,17 +55,62 @@ type SweepPoint struct {
 	Power float64
 }
 
+// A Launcher starts a cluster whose servers get flags beyond their
+// addresses, and returns its client endpoints and a function that stops it
+// and removes its data.
+type Launcher func(ctx context.Context, flags []string) (endpoints []string, stop func(), err error)
+
+// SweepOptions are Sweep's optional parts.
+type SweepOptions struct {
+	// Launch, when set, starts a fresh cluster for each point, whose
+	// endpoints replace the config's. A parameter that is not one of
+	// SweepParams is then a server flag, which each point's servers get
+	// as --param=value: batching knobs such as --max-inflight-batches
+	// (docs/tuning.md).
+	Launch Launcher
+	// ServerFlags go to every launched server.
+	ServerFlags []string
+	// CheckServerFlag, when set, checks a server flag before any point
+	// runs (strata checks its own flags; another binary's are checked
+	// when it starts).
+	CheckServerFlag func(flag string) error
+	// Progress, if not nil, receives each run's progress lines.
+	Progress io.Writer
+}
+
 // Sweep runs cfg once per value of param, each under its own prefix, and
 // returns the points with the index of the knee (the point of greatest
 // power).
-func Sweep(ctx context.Context, cfg Config, param string, values []string, progress io.Writer) ([]SweepPoint, int, error) {
+func Sweep(ctx context.Context, cfg Config, param string, values []string, o SweepOptions) ([]SweepPoint, int, error) {
 	if len(values) == 0 {
 		return nil, 0, fmt.Errorf("--values: name at least one value of %s", param)
 	}
-	var pts []SweepPoint
+	server := !slices.Contains(SweepParams, param)
+	if server && o.Launch == nil {
+		return nil, 0, fmt.Errorf("--param %q: want one of %v, or a server flag with --launch (the sweep then starts a cluster for each value)", param, SweepParams)
+	}
+	if o.Launch != nil {
+		if len(cfg.Endpoints) > 0 {
+			return nil, 0, errors.New("--endpoints: a sweep with --launch drives the clusters it starts; leave --endpoints out")
+		}
+		cfg.Endpoints = []string{"launched"} // for Validate; each point's replace it
+	}
+	flagsAt := func(v string) []string {
+		flags := slices.Clone(o.ServerFlags)
+		if server {
+			flags = append(flags, "--"+param+"="+v)
+		}
+		return flags
+	}
 	for _, v := range values {
 		run := cfg
-		if err := setParam(&run, param, v); err != nil {
+		if server {
+			if o.CheckServerFlag != nil {
+				if err := o.CheckServerFlag("--" + param + "=" + v); err != nil {
+					return nil, 0, fmt.Errorf("--values: %w", err)
+				}
+			}
+		} else if err := setParam(&run, param, v); err != nil {
 			return nil, 0, err
 		}
 		if err := run.Validate(); err != nil {
@@ -71,38 +118,61 @@ func Sweep(ctx context.Context, cfg Config, param string, values []string, progr
 		}
 	}
 	knee := 0
+	var pts []SweepPoint
 	for i, v := range values {
 		run := cfg
-		_ = setParam(&run, param, v)
+		if !server {
+			_ = setParam(&run, param, v)
+		}
 		run.Prefix = fmt.Sprintf("%s/sweep-%s-%s", cfg.Prefix, param, v)
-		res, err := Run(ctx, run, progress)
+		var flags []string
+		stop := func() {}
+		if o.Launch != nil {
+			flags = flagsAt(v)
+			eps, stopCluster, err := o.Launch(ctx, flags)
+			if err != nil {
+				return nil, 0, fmt.Errorf("%s=%s: starting the cluster: %w", param, v, err)
+			}
+			run.Endpoints, stop = eps, stopCluster
+		}
+		res, err := Run(ctx, run, o.Progress)
+		stop()
 		if err != nil {
 			return nil, 0, fmt.Errorf("%s=%s: %w", param, v, err)
 		}
-		res.Label = fmt.Sprintf("%s=%s", param, v)
-		p := SweepPoint{Value: v, Result: res}
-		if res.LatencyMs.P99 > 0 {
-			p.Power = res.OpsPerSec / res.LatencyMs.P99
-		}
-		pts = append(pts, p)
-		if p.Power > pts[knee].Power {
+		pts = append(pts, newSweepPoint(param, v, res, flags))
+		if pts[i].Power > pts[knee].Power {
 			knee = i
 		}
 	}
 	return pts, knee, nil
 }
 
+func newSweepPoint(param, v string, res *Result, flags []string) SweepPoint {
+	res.Label = fmt.Sprintf("%s=%s", param, v)
+	res.ServerFlags = flags
+	p := SweepPoint{Value: v, Result: res}
+	if res.LatencyMs.P99 > 0 {
+		p.Power = res.OpsPerSec / res.LatencyMs.P99
+	}
+	return p
+}
+
 // PrintSweep writes a sweep as a table, marking the knee.
 func PrintSweep(w io.Writer, param string, pts []SweepPoint, knee int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%s\tops/s\tp50 ms\tp99 ms\tserver CPU ms/1000\tpower\t\t\n", param)
+	fmt.Fprintf(tw, "%s\tops/s\tp50 ms\tp99 ms\tserver CPU ms/1000\tops/entry\tpower\t\t\n", param)
 	for i, p := range pts {
 		mark := ""
 		if i == knee {
 			mark = "<- knee"
 		}
 		r := p.Result
-		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.3f\t%.1f\t%.0f\t%s\t\n", p.Value, r.OpsPerSec, r.LatencyMs.P50, r.LatencyMs.P99, r.ServerCPUMsPer1000, p.Power, mark)
+		perEntry := "-"
+		if r.RaftEntries > 0 {
+			perEntry = fmt.Sprintf("%.1f", float64(r.Ops)/float64(r.RaftEntries))
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.3f\t%.1f\t%s\t%.0f\t%s\t\n", p.Value, r.OpsPerSec, r.LatencyMs.P50, r.LatencyMs.P99, r.ServerCPUMsPer1000, perEntry, p.Power, mark)
 	}
 	tw.Flush()
 }

@@ -51,8 +51,12 @@ type Config struct {
 	SnapshotCount   uint64
 	MaxRequestBytes int
 	MaxTxnOps       int
-	QuotaBytes      int64
-	UnsafeNoFsync   bool
+	// Batching bounds the proposer's entries (proposer.Config's
+	// MaxEntryRequests, MaxEntryBytes and MaxInflightEntries); zeros
+	// are its defaults.
+	Batching      Batching
+	QuotaBytes    int64
+	UnsafeNoFsync bool
 	// NoStrictReconfigCheck is etcd's --strict-reconfig-check=false.
 	NoStrictReconfigCheck bool
 	// PeerCompression compresses raft traffic to peers: "none", "s2" or
@@ -81,6 +85,14 @@ type Config struct {
 	Versions api.Versions
 	Logger   *zap.Logger
 	Clock    clock.Clock
+}
+
+// Batching is a writer's group commit (docs/tuning.md): one raft entry
+// carries at most MaxRequests requests and MaxBytes bytes of them (a larger
+// request goes alone), and at most MaxInflight entries are proposed and not
+// yet applied; requests that arrive meanwhile queue for the next entry.
+type Batching struct {
+	MaxRequests, MaxBytes, MaxInflight int
 }
 
 // maxApplyLag is how far apply may fall behind commit before writes are
@@ -192,11 +204,14 @@ func Start(cfg Config) (*Member, error) {
 	}
 	m.lessor.Load(leaseStates(leases))
 	m.prop = proposer.New(proposer.Config{
-		Raft:            (*raftProxy)(m),
-		MemberID:        m.id.MemberID,
-		Clock:           cfg.Clock,
-		MaxRequestBytes: cfg.MaxRequestBytes,
-		RequestTimeout:  5*time.Second + 2*time.Duration(cfg.ElectionTicks)*cfg.TickInterval,
+		Raft:               (*raftProxy)(m),
+		MemberID:           m.id.MemberID,
+		Clock:              cfg.Clock,
+		MaxRequestBytes:    cfg.MaxRequestBytes,
+		MaxEntryRequests:   cfg.Batching.MaxRequests,
+		MaxEntryBytes:      cfg.Batching.MaxBytes,
+		MaxInflightEntries: cfg.Batching.MaxInflight,
+		RequestTimeout:     5*time.Second + 2*time.Duration(cfg.ElectionTicks)*cfg.TickInterval,
 	})
 	m.lastConf = start.ConfState
 	// New, not Start: the apply stage and the transport's goroutines

@@ -247,16 +247,51 @@ func perfSweep(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("strata perf sweep", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg perf.Config
-	param := fs.String("param", "clients", "parameter to vary: "+strings.Join(perf.SweepParams, ", "))
+	param := fs.String("param", "clients", "parameter to vary: "+strings.Join(perf.SweepParams, ", ")+", or with --launch a server flag (max-batch-requests, max-batch-bytes, max-inflight-batches, ...)")
 	values := fs.String("values", "1,2,4,8,16,32,64,128,256", "comma-separated values of --param")
+	launch := fs.Bool("launch", false, "start a fresh local cluster for each value (instead of --endpoints), its servers given --param=value when param is a server flag")
+	launchMembers := fs.Int("launch-members", 3, "members of each launched cluster")
+	launchBinary := fs.String("launch-binary", "", "server binary to launch (default this strata; etcd works too, with etcd's flags)")
+	launchFlags := fs.String("launch-flags", "", "more flags for every launched server, space-separated (e.g. \"--unsafe-no-fsync\")")
 	o := addOutputFlags(fs, "every point's result")
-	ok, code := parseRun(fs, args, &cfg, stderr, "usage: strata perf sweep --param=clients --values=1,4,16,64 [run flags]\n")
+	ok, code := parseRun(fs, args, &cfg, stderr, "usage: strata perf sweep --param=clients --values=1,4,16,64 [run flags]\n       strata perf sweep --launch --param=max-inflight-batches --values=1,2,4,8 [run flags]\n")
 	if !ok {
 		return code
 	}
+	so := perf.SweepOptions{Progress: o.progressTo(stderr)}
+	if *launch {
+		set := false
+		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "endpoints" })
+		if !set {
+			cfg.Endpoints = nil // the default's; the launched clusters' replace it
+		}
+		if *launchMembers < 1 {
+			fmt.Fprintf(stderr, "strata perf sweep: --launch-members %d: want at least 1\n", *launchMembers)
+			return 2
+		}
+		bin := *launchBinary
+		if bin == "" {
+			self, err := os.Executable()
+			if err != nil {
+				fmt.Fprintf(stderr, "strata perf sweep: %v\n", err)
+				return 1
+			}
+			bin = self
+			so.CheckServerFlag = func(f string) error { return checkOwnFlag(append(strings.Fields(*launchFlags), f)) }
+			if err := checkOwnFlag(strings.Fields(*launchFlags)); err != nil {
+				fmt.Fprintf(stderr, "strata perf sweep: --launch-flags: %v\n", err)
+				return 2
+			}
+		}
+		so.Launch = launcher(bin, *launchMembers)
+		so.ServerFlags = strings.Fields(*launchFlags)
+	} else if *launchBinary != "" || *launchFlags != "" {
+		fmt.Fprintln(stderr, "strata perf sweep: --launch-binary and --launch-flags need --launch")
+		return 2
+	}
 	ctx, stop := runContext()
 	defer stop()
-	pts, knee, err := perf.Sweep(ctx, cfg, *param, splitList(*values), o.progressTo(stderr))
+	pts, knee, err := perf.Sweep(ctx, cfg, *param, splitList(*values), so)
 	if err != nil {
 		code := 1
 		if strings.Contains(err.Error(), "--") {

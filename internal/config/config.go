@@ -17,6 +17,9 @@ const (
 	DefaultInitialAdvertisePeerURLs    = "http://localhost:2380"
 	DefaultInitialClusterToken         = "etcd-cluster"
 	DefaultMaxRequestBytes             = 1572864 // 1.5 MiB
+	DefaultMaxBatchRequests            = 1024
+	DefaultMaxBatchBytes               = 1 << 20
+	DefaultMaxInflightBatches          = 4
 	DefaultMaxTxnOps                   = 128
 	DefaultMaxConcurrentStreams        = 1<<32 - 1
 	DefaultSnapshotCount               = 10000
@@ -194,6 +197,12 @@ type Config struct {
 	// PeerCompression compresses raft messages and snapshots on every
 	// peer link this member sends on: "none", "s2" or "zstd".
 	PeerCompression string // --peer-compression
+	// The batching knobs of a writer's proposer (docs/tuning.md): the
+	// most requests and bytes one raft entry carries, and the most
+	// entries proposed but not yet applied.
+	MaxBatchRequests   uint // --max-batch-requests
+	MaxBatchBytes      uint // --max-batch-bytes
+	MaxInflightBatches uint // --max-inflight-batches
 
 	// ExplicitlySet holds the flags set on the command line or through an
 	// ETCD_* variable (etcd's FlagsExplicitlySet).

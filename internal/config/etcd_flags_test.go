@@ -158,7 +158,7 @@ func TestEveryEtcdFlagRegistered(t *testing.T) {
 		t.Fatalf("fixture has %d flags, want 128", len(etcdFlags))
 	}
 	cl := newCmdline()
-	want := map[string]bool{"role": true, "peer-compression": true} // strata's own
+	want := map[string]bool{"role": true, "peer-compression": true, "max-batch-requests": true, "max-batch-bytes": true, "max-inflight-batches": true} // strata's own
 	for _, ef := range etcdFlags {
 		want[ef.name] = true
 		f := cl.fs.Lookup(ef.name)

@@ -201,6 +201,9 @@ func newCmdline() *cmdline {
 	// strata.
 	fs.Var(newChoiceValue((*string)(&c.Role), string(RoleWriter), string(RoleWriter), string(RoleReader)), "role", "strata: the member kind, \"writer\" (raft voter) or \"reader\" (raft learner serving reads).")
 	fs.Var(newChoiceValue(&c.PeerCompression, "none", "none", "s2", "zstd"), "peer-compression", "strata: compress raft traffic this member sends to peers: \"none\", \"s2\" (fast) or \"zstd\" (smaller).")
+	fs.UintVar(&c.MaxBatchRequests, "max-batch-requests", DefaultMaxBatchRequests, "strata: most client requests one raft entry carries (a writer's batching; docs/tuning.md).")
+	fs.UintVar(&c.MaxBatchBytes, "max-batch-bytes", DefaultMaxBatchBytes, "strata: most request bytes one raft entry carries; a larger request goes alone.")
+	fs.UintVar(&c.MaxInflightBatches, "max-inflight-batches", DefaultMaxInflightBatches, "strata: most raft entries a writer has proposed and not yet applied; requests queue behind them.")
 
 	// Every flag registered with an empty usage string is one strata
 	// accepts and ignores.

@@ -171,6 +171,14 @@ func (cl *cmdline) validateStrata() error {
 	if cfg.MaxRequestBytes == 0 {
 		return errors.New("--max-request-bytes must be >0 (set to 0)")
 	}
+	for _, f := range []struct {
+		name string
+		v    uint
+	}{{"max-batch-requests", cfg.MaxBatchRequests}, {"max-batch-bytes", cfg.MaxBatchBytes}, {"max-inflight-batches", cfg.MaxInflightBatches}} {
+		if f.v == 0 {
+			return fmt.Errorf("--%s must be >0 (set to 0)", f.name)
+		}
+	}
 	return nil
 }
 

@@ -275,6 +275,59 @@ func TestPerfCompareAndSweep(t *testing.T) {
 	}
 }
 
+// TestPerfSweepServerFlag: sweep --launch starts a fresh three-member
+// cluster for each value of a server flag, the batching knob
+// --max-batch-requests here: at 1 every put is a raft entry of its own; at
+// the default, 32 concurrent clients share entries. The result files carry
+// the flags, and the raft entries the cluster committed (which could only
+// reach the puts at 1 if the flag reached the servers). A bad value is
+// refused before any cluster starts, with the server's own error.
+func TestPerfSweepServerFlag(t *testing.T) {
+	b := needSubject(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "sweep.json")
+	res, err := exec.CommandContext(ctx, b.Subject, "perf", "sweep", "--launch", "--launch-flags=--unsafe-no-fsync",
+		"--param=max-batch-requests", "--values=1,1024", "--workload=put", "--total=2000", "--clients=32", "--conns=4",
+		"--key-space=100", "--out="+out).CombinedOutput()
+	if err != nil {
+		t.Fatalf("perf sweep: %v\n%s", err, res)
+	}
+	if !strings.Contains(string(res), "ops/entry") || strings.Count(string(res), "<- knee") != 1 {
+		t.Fatalf("sweep output:\n%s", res)
+	}
+	rs, err := perf.ReadJSON(out)
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("sweep results: %v %v", rs, err)
+	}
+	for i, v := range []string{"1", "1024"} {
+		r := rs[i]
+		if r.Label != "max-batch-requests="+v || !slices.Equal(r.ServerFlags, []string{"--unsafe-no-fsync", "--max-batch-requests=" + v}) {
+			t.Fatalf("point %d: %s, server flags %v", i, r.Label, r.ServerFlags)
+		}
+		if r.Ops != 2000 || r.Errors != 0 || len(r.Servers) != 3 {
+			t.Fatalf("point %d: %d ops, %d errors, %d local servers sampled", i, r.Ops, r.Errors, len(r.Servers))
+		}
+	}
+	if rs[0].RaftEntries < rs[0].Ops {
+		t.Fatalf("--max-batch-requests=1: %d puts in %d raft entries", rs[0].Ops, rs[0].RaftEntries)
+	}
+	if rs[1].RaftEntries >= rs[1].Ops {
+		t.Fatalf("--max-batch-requests=1024: %d puts from 32 clients in %d raft entries: no batching", rs[1].Ops, rs[1].RaftEntries)
+	}
+
+	res, err = exec.CommandContext(ctx, b.Subject, "perf", "sweep", "--launch", "--param=max-inflight-batches", "--values=4,0",
+		"--workload=put", "--total=10", "--clients=1", "--conns=1").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(res), "--max-inflight-batches must be >0 (set to 0)") {
+		t.Fatalf("a bad server flag value: %v\n%s", err, res)
+	}
+	res, err = exec.CommandContext(ctx, b.Subject, "perf", "sweep", "--param=max-inflight-batches", "--values=4",
+		"--endpoints=127.0.0.1:1", "--workload=put", "--total=10", "--clients=1", "--conns=1").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(res), "with --launch") {
+		t.Fatalf("a server flag without --launch: %v\n%s", err, res)
+	}
+}
+
 // TestPerfTLSAndAuth: the TLS and auth flags, against etcd (strata's own
 // TLS and auth are issue 9): an https endpoint with --auto-tls, auth
 // enabled with a root user; the run authenticates and succeeds, and

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stratakv/strata/internal/loopback"
 )
 
 // ReadyLine is what etcd (and strata) print once a member serves clients.
@@ -32,24 +33,7 @@ const (
 // FreePorts returns n distinct TCP ports on 127.0.0.1 that were free a moment
 // ago. All n listeners are open at once so the ports differ; the caller
 // retries if a port is taken before it binds it.
-func FreePorts(n int) ([]int, error) {
-	ls := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+func FreePorts(n int) ([]int, error) { return loopback.FreePorts(n) }
 
 // MemberConfig describes one member of a cluster started with StartCluster.
 type MemberConfig struct {
