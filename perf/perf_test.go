@@ -233,3 +233,34 @@ func TestSweepServerFlagChecks(t *testing.T) {
 		t.Fatalf("%d launches, want 1 (the last case's first point)", launches)
 	}
 }
+
+// TestSweepStopsEveryCluster: a launched point's cluster is stopped when
+// its run fails, and a cancelled sweep launches nothing more.
+func TestSweepStopsEveryCluster(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there: the run's dial fails
+	launched, stopped := 0, 0
+	o := SweepOptions{Launch: func(ctx context.Context, flags []string) ([]string, func(), error) {
+		launched++
+		return []string{dead}, func() { stopped++ }, nil
+	}}
+	cfg := Config{Workload: "put", Total: 10, Clients: 1, Conns: 1, DialTimeout: time.Second}
+	if _, _, err := Sweep(context.Background(), cfg, "max-batch-requests", []string{"1", "2"}, o); err == nil {
+		t.Fatal("a sweep over a dead endpoint succeeded")
+	}
+	if launched != 1 || stopped != 1 {
+		t.Fatalf("after a failed run: %d launched, %d stopped; want 1 and 1", launched, stopped)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := Sweep(ctx, cfg, "max-batch-requests", []string{"1"}, o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled sweep: %v", err)
+	}
+	if launched != 1 {
+		t.Fatalf("a cancelled sweep launched a cluster")
+	}
+}

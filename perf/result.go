@@ -58,9 +58,9 @@ type Result struct {
 	Servers            []ServerStats `json:"servers,omitempty"`
 	ServerCPUMsPer1000 float64       `json:"server_cpu_ms_per_1000_ops,omitempty"`
 	// RaftEntries is how many raft entries the cluster committed during
-	// the measured phase (the RaftIndex of the first driven member's
-	// Status, after less before; 0 when unknown): against Ops, how many
-	// requests share an entry.
+	// the measured phase (the highest RaftIndex the driven members'
+	// Status reports, after less before; 0 when unknown): against Ops,
+	// how many requests share an entry.
 	RaftEntries int64 `json:"raft_entries,omitempty"`
 	// ServerFlags are the flags of the servers a sweep started for this
 	// run (strata perf sweep --launch), beyond their addresses.

@@ -95,6 +95,10 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 			}
 		}
 	}
+	// One connection to each driven endpoint (the first len(eps) dial
+	// them in turn) tells the raft index.
+	indexConns := conns[:min(len(eps), len(conns))]
+	index0, indexOK := raftIndex(ctx, indexConns, cfg.DialTimeout)
 	// The measured phase starts once every worker is ready (a lease
 	// worker's keep-alive stream, say): its schedule, its deadline and
 	// its per-second buckets count from here.
@@ -110,7 +114,6 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	remaining.Store(cfg.Total)
 	var done atomic.Int64
 	stopProgress := startProgress(progress, start, &done, cfg)
-	index0, indexOK := raftIndex(ctx, conns[0], cfg.DialTimeout)
 	cpu0 := selfCPU()
 	servers.begin()
 	env.begin(start)
@@ -140,21 +143,28 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		return nil, errors.New("no operation completed")
 	}
 	res := newResult(cfg, wl, eps, total, start, end, cpu, srv)
-	if index1, ok := raftIndex(ctx, conns[0], cfg.DialTimeout); ok && indexOK && index1 > index0 {
+	if index1, ok := raftIndex(ctx, indexConns, cfg.DialTimeout); ok && indexOK && index1 > index0 {
 		res.RaftEntries = int64(index1 - index0)
 	}
 	return res, nil
 }
 
-// raftIndex is the committed raft index c's member reports.
-func raftIndex(ctx context.Context, c *conn, timeout time.Duration) (uint64, bool) {
+// raftIndex is the highest committed raft index the members of conns
+// report: the leader's, when it is among them (a follower may not yet know
+// of the last commits).
+func raftIndex(ctx context.Context, conns []*conn, timeout time.Duration) (uint64, bool) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	st, err := c.maint.Status(ctx, &pb.StatusRequest{})
-	if err != nil {
-		return 0, false
+	var index uint64
+	ok := false
+	for _, c := range conns {
+		st, err := c.maint.Status(ctx, &pb.StatusRequest{})
+		if err != nil {
+			continue
+		}
+		index, ok = max(index, st.RaftIndex), true
 	}
-	return st.RaftIndex, true
+	return index, ok
 }
 
 // drive is one worker's loop: closed-loop, or following the schedule when

@@ -120,23 +120,19 @@ func Sweep(ctx context.Context, cfg Config, param string, values []string, o Swe
 	knee := 0
 	var pts []SweepPoint
 	for i, v := range values {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err // interrupted: no further point starts
+		}
 		run := cfg
 		if !server {
 			_ = setParam(&run, param, v)
 		}
 		run.Prefix = fmt.Sprintf("%s/sweep-%s-%s", cfg.Prefix, param, v)
 		var flags []string
-		stop := func() {}
 		if o.Launch != nil {
 			flags = flagsAt(v)
-			eps, stopCluster, err := o.Launch(ctx, flags)
-			if err != nil {
-				return nil, 0, fmt.Errorf("%s=%s: starting the cluster: %w", param, v, err)
-			}
-			run.Endpoints, stop = eps, stopCluster
 		}
-		res, err := Run(ctx, run, o.Progress)
-		stop()
+		res, err := runPoint(ctx, run, o, flags)
 		if err != nil {
 			return nil, 0, fmt.Errorf("%s=%s: %w", param, v, err)
 		}
@@ -146,6 +142,30 @@ func Sweep(ctx context.Context, cfg Config, param string, values []string, o Swe
 		}
 	}
 	return pts, knee, nil
+}
+
+// LaunchError is a launcher's failure to start a point's cluster.
+type LaunchError struct{ Err error }
+
+func (e *LaunchError) Error() string { return "starting the cluster: " + e.Err.Error() }
+func (e *LaunchError) Unwrap() error { return e.Err }
+
+// runPoint runs one point, on a cluster of its own when o launches one
+// (stopped however the run ends).
+func runPoint(ctx context.Context, run Config, o SweepOptions, flags []string) (*Result, error) {
+	if o.Launch != nil {
+		eps, stop, err := o.Launch(ctx, flags)
+		if err != nil {
+			return nil, &LaunchError{err}
+		}
+		defer stop()
+		run.Endpoints = eps
+	}
+	res, err := Run(ctx, run, o.Progress)
+	if err == nil && ctx.Err() != nil {
+		return nil, ctx.Err() // an interrupted run's partial result is not a point
+	}
+	return res, err
 }
 
 func newSweepPoint(param, v string, res *Result, flags []string) SweepPoint {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -83,7 +84,7 @@ func launchMembers(binary string, n int, dir string, flags []string) ([]launched
 			"--initial-cluster-token=strata-perf-launch",
 			"--initial-cluster-state=new",
 		}, flags...)
-		if err := m.start(binary, filepath.Join(dir, m.name), args...); err != nil {
+		if err := m.startWith(binary, filepath.Join(dir, m.name), orphanKill(), args...); err != nil {
 			if m.log != nil {
 				m.log.Close()
 			}
@@ -128,6 +129,9 @@ func waitLeader(ctx context.Context, ms []launched, dir string) error {
 				}
 				select {
 				case <-ctx.Done():
+					if errors.Is(ctx.Err(), context.Canceled) {
+						return ctx.Err()
+					}
 					return fmt.Errorf("member %s has no leader after %v: %s", m.name, launchReadyTimeout, logTail(filepath.Join(dir, m.name+".log")))
 				case <-time.After(100 * time.Millisecond): // polls the member's status
 				}
@@ -175,12 +179,31 @@ func stopMembers(ms []launched) {
 	}
 }
 
-// checkOwnFlag checks server flags the way this binary's server parses
-// them.
-func checkOwnFlag(flags []string) error {
-	_, err := config.Parse(flags, nil)
-	if err != nil && !errors.Is(err, config.ErrHelp) {
-		return err
+// checkOwnFlags checks server flags the way this binary's members, which
+// inherit this environment, will parse them.
+func checkOwnFlags(flags []string) error {
+	_, err := config.Parse(flags, os.Environ())
+	if errors.Is(err, config.ErrHelp) || errors.Is(err, config.ErrVersion) {
+		return errors.New("--help and --version start no server")
+	}
+	return err
+}
+
+// launcherFlags are the flags the launcher sets on every member; a sweep
+// may not set them too (the last one given would win, and the harness
+// would drive the wrong cluster or none).
+var launcherFlags = []string{"name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
+	"initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token", "initial-cluster-state"}
+
+// checkNotLauncherFlag refuses a flag (--name or --name=value) that the
+// launcher sets itself.
+func checkNotLauncherFlag(flag string) error {
+	name := strings.TrimLeft(flag, "-")
+	if i := strings.IndexByte(name, '='); i >= 0 {
+		name = name[:i]
+	}
+	if slices.Contains(launcherFlags, name) {
+		return fmt.Errorf("--%s is set by the launcher for each member (one of %s)", name, strings.Join(launcherFlags, ", "))
 	}
 	return nil
 }

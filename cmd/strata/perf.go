@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -259,15 +260,29 @@ func perfSweep(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	so := perf.SweepOptions{Progress: o.progressTo(stderr)}
-	if *launch {
-		set := false
-		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "endpoints" })
-		if !set {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !*launch {
+		for _, f := range []string{"launch-members", "launch-binary", "launch-flags"} {
+			if set[f] {
+				fmt.Fprintf(stderr, "strata perf sweep: --%s needs --launch\n", f)
+				return 2
+			}
+		}
+	} else {
+		if !set["endpoints"] {
 			cfg.Endpoints = nil // the default's; the launched clusters' replace it
 		}
 		if *launchMembers < 1 {
 			fmt.Fprintf(stderr, "strata perf sweep: --launch-members %d: want at least 1\n", *launchMembers)
 			return 2
+		}
+		so.ServerFlags = strings.Fields(*launchFlags)
+		for _, f := range append([]string{"--" + *param}, so.ServerFlags...) {
+			if err := checkNotLauncherFlag(f); err != nil {
+				fmt.Fprintf(stderr, "strata perf sweep: %v\n", err)
+				return 2
+			}
 		}
 		bin := *launchBinary
 		if bin == "" {
@@ -277,24 +292,21 @@ func perfSweep(args []string, stdout, stderr io.Writer) int {
 				return 1
 			}
 			bin = self
-			so.CheckServerFlag = func(f string) error { return checkOwnFlag(append(strings.Fields(*launchFlags), f)) }
-			if err := checkOwnFlag(strings.Fields(*launchFlags)); err != nil {
+			if err := checkOwnFlags(so.ServerFlags); err != nil {
 				fmt.Fprintf(stderr, "strata perf sweep: --launch-flags: %v\n", err)
 				return 2
 			}
+			so.CheckServerFlag = func(f string) error { return checkOwnFlags(append(slices.Clone(so.ServerFlags), f)) }
 		}
 		so.Launch = launcher(bin, *launchMembers)
-		so.ServerFlags = strings.Fields(*launchFlags)
-	} else if *launchBinary != "" || *launchFlags != "" {
-		fmt.Fprintln(stderr, "strata perf sweep: --launch-binary and --launch-flags need --launch")
-		return 2
 	}
 	ctx, stop := runContext()
 	defer stop()
 	pts, knee, err := perf.Sweep(ctx, cfg, *param, splitList(*values), so)
 	if err != nil {
 		code := 1
-		if strings.Contains(err.Error(), "--") {
+		var le *perf.LaunchError
+		if strings.Contains(err.Error(), "--") && !errors.As(err, &le) && ctx.Err() == nil {
 			code = 2 // a flag's value is at fault
 		}
 		fmt.Fprintf(stderr, "strata perf sweep: %v\n", err)

@@ -192,6 +192,11 @@ type member struct {
 // start runs the member with its data dir, URLs and the extra flags, its
 // output in <data dir>.log.
 func (m *member) start(self, dataDir string, extra ...string) error {
+	return m.startWith(self, dataDir, nil, extra...)
+}
+
+// startWith is start with the child's process attributes.
+func (m *member) startWith(self, dataDir string, attr *syscall.SysProcAttr, extra ...string) error {
 	var err error
 	if m.log, err = os.OpenFile(dataDir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
 		return err
@@ -203,6 +208,7 @@ func (m *member) start(self, dataDir string, extra ...string) error {
 		"--listen-peer-urls=" + m.peer, "--initial-advertise-peer-urls=" + m.peer,
 	}, extra...)...)
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
+	m.cmd.SysProcAttr = attr
 	if err := m.cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", m.name, err)
 	}

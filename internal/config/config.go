@@ -52,6 +52,15 @@ const (
 	maxSamplingRatePerMillion = 1000000
 )
 
+// The batching knobs' upper bounds. An entry must fit a peer link's frame
+// (64 MiB) with room to spare; more requests or entries in flight than
+// these would only queue memory.
+const (
+	MaxBatchRequests   = 1 << 20
+	MaxBatchBytes      = 32 << 20
+	MaxInflightBatches = 1024
+)
+
 // Initial cluster states (--initial-cluster-state).
 const (
 	ClusterStateNew      = "new"

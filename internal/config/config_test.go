@@ -516,6 +516,8 @@ func TestParseErrors(t *testing.T) {
 		{"zero max batch requests", []string{"--max-batch-requests=0"}, nil, "--max-batch-requests must be >0 (set to 0)", 1},
 		{"zero max batch bytes", []string{"--max-batch-bytes=0"}, nil, "--max-batch-bytes must be >0 (set to 0)", 1},
 		{"zero max inflight batches", []string{"--max-inflight-batches=0"}, nil, "--max-inflight-batches must be >0 (set to 0)", 1},
+		{"huge max batch bytes", []string{"--max-batch-bytes=1073741824"}, nil, "--max-batch-bytes must be at most 33554432 (set to 1073741824)", 1},
+		{"huge max inflight batches", []string{"--max-inflight-batches=18446744073709551615"}, nil, "--max-inflight-batches must be at most 1024 (set to 18446744073709551615)", 1},
 		{"negative max batch requests", []string{"--max-batch-requests=-1"}, nil, "invalid value \"-1\" for flag -max-batch-requests: parse error", 2},
 		{"config file", []string{"--config-file=/etc/etcd.yaml"}, nil,
 			`--config-file "/etc/etcd.yaml": configuration files are not supported by strata; use flags or ETCD_* environment variables`, 1},

@@ -172,11 +172,18 @@ func (cl *cmdline) validateStrata() error {
 		return errors.New("--max-request-bytes must be >0 (set to 0)")
 	}
 	for _, f := range []struct {
-		name string
-		v    uint
-	}{{"max-batch-requests", cfg.MaxBatchRequests}, {"max-batch-bytes", cfg.MaxBatchBytes}, {"max-inflight-batches", cfg.MaxInflightBatches}} {
+		name   string
+		v, max uint
+	}{
+		{"max-batch-requests", cfg.MaxBatchRequests, MaxBatchRequests},
+		{"max-batch-bytes", cfg.MaxBatchBytes, MaxBatchBytes},
+		{"max-inflight-batches", cfg.MaxInflightBatches, MaxInflightBatches},
+	} {
 		if f.v == 0 {
 			return fmt.Errorf("--%s must be >0 (set to 0)", f.name)
+		}
+		if f.v > f.max {
+			return fmt.Errorf("--%s must be at most %d (set to %d)", f.name, f.max, f.v)
 		}
 	}
 	return nil

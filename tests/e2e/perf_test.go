@@ -312,14 +312,34 @@ func TestPerfSweepServerFlag(t *testing.T) {
 	if rs[0].RaftEntries < rs[0].Ops {
 		t.Fatalf("--max-batch-requests=1: %d puts in %d raft entries", rs[0].Ops, rs[0].RaftEntries)
 	}
-	if rs[1].RaftEntries >= rs[1].Ops {
+	if rs[1].RaftEntries == 0 || rs[1].RaftEntries >= rs[1].Ops {
 		t.Fatalf("--max-batch-requests=1024: %d puts from 32 clients in %d raft entries: no batching", rs[1].Ops, rs[1].RaftEntries)
 	}
 
-	res, err = exec.CommandContext(ctx, b.Subject, "perf", "sweep", "--launch", "--param=max-inflight-batches", "--values=4,0",
-		"--workload=put", "--total=10", "--clients=1", "--conns=1").CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(res), "--max-inflight-batches must be >0 (set to 0)") {
-		t.Fatalf("a bad server flag value: %v\n%s", err, res)
+	// --max-batch-bytes=1 (and one entry in flight): every entry holds
+	// one request, however many wait.
+	res, err = exec.CommandContext(ctx, b.Subject, "perf", "sweep", "--launch", "--launch-flags=--unsafe-no-fsync --max-inflight-batches=1",
+		"--launch-members=1", "--param=max-batch-bytes", "--values=1", "--workload=put", "--total=1000", "--clients=32", "--conns=4",
+		"--key-space=100", "--out="+out).CombinedOutput()
+	if err != nil {
+		t.Fatalf("perf sweep: %v\n%s", err, res)
+	}
+	if rs, err = perf.ReadJSON(out); err != nil || len(rs) != 1 || len(rs[0].Servers) != 1 || rs[0].RaftEntries < rs[0].Ops {
+		t.Fatalf("--max-batch-bytes=1 on one member: %v %v", rs, err)
+	}
+
+	for args, want := range map[string]string{
+		"--launch --param=max-inflight-batches --values=4,0":      "--max-inflight-batches must be >0 (set to 0)",
+		"--launch --param=data-dir --values=/tmp/x":               "--data-dir is set by the launcher",
+		"--launch --launch-flags=--listen-client-urls=http://x:1": "--listen-client-urls is set by the launcher",
+		"--launch --launch-flags=--help":                          "--help and --version start no server",
+		"--launch-members=2 --param=clients --values=1":           "--launch-members needs --launch",
+	} {
+		res, err := exec.CommandContext(ctx, b.Subject, append([]string{"perf", "sweep", "--workload=put", "--total=10", "--clients=1", "--conns=1"},
+			strings.Fields(args)...)...).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(res), want) {
+			t.Errorf("perf sweep %s: %v\n%s\nwant exit 2 saying %q", args, err, res, want)
+		}
 	}
 	res, err = exec.CommandContext(ctx, b.Subject, "perf", "sweep", "--param=max-inflight-batches", "--values=4",
 		"--endpoints=127.0.0.1:1", "--workload=put", "--total=10", "--clients=1", "--conns=1").CombinedOutput()
