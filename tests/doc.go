@@ -6,9 +6,10 @@
 //     go.etcd.io/etcd/client/v3, raw etcdserverpb gRPC). The oracle is a real
 //     etcd v3.7.3: every compatibility test runs the same script against a
 //     fresh etcd and a fresh strata and requires the same answers.
-//   - tests/robustness: the fault-injection suite (issue 7), being built:
-//     so far faultproxy, the TCP proxy that partitions, slows and cuts the
-//     links between real members.
+//   - tests/robustness: the fault-injection suite (issue 7, being built):
+//     real members behind fault proxies (faultproxy), seeded faults,
+//     clients that never retry a write, and porcupine's linearizability
+//     check against etcd's KV model (model); docs/reliability.md.
 //   - tests/tools: a nested Go module (its own go.mod, so `go test ./...` at
 //     the repository root neither builds nor tests it) that pins the etcd
 //     binaries used as clients and as the oracle.

@@ -1,0 +1,193 @@
+//go:build linux
+
+package robustness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/stratakv/strata/internal/loopback"
+	"github.com/stratakv/strata/tests/robustness/faultproxy"
+)
+
+// Member is one strata process with a proxy in front of its client URL and
+// one in front of its peer URL: every member and client reaches it only
+// through them, so blackholing both cuts it off.
+type Member struct {
+	Name                   string
+	Dir                    string
+	ClientProxy, PeerProxy *faultproxy.Proxy
+	clientPort, peerPort   int
+	args                   []string
+	bin                    string
+	cmd                    *exec.Cmd
+	exited                 chan struct{}
+	log                    *os.File
+	conn                   *grpc.ClientConn
+}
+
+// Endpoint is the member's client address, through its proxy.
+func (m *Member) Endpoint() string { return m.ClientProxy.Addr() }
+
+// Cluster is a set of writers started behind proxies.
+type Cluster struct {
+	Members []*Member
+}
+
+// StartCluster starts n writers of bin with data under dir; seed seeds the
+// proxies' random choices.
+func StartCluster(bin, dir string, n int, seed uint64) (*Cluster, error) {
+	ports, err := loopback.FreePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{}
+	var initial []string
+	for i := range n {
+		m := &Member{Name: fmt.Sprintf("m%d", i+1), Dir: filepath.Join(dir, fmt.Sprintf("m%d", i+1)),
+			clientPort: ports[2*i], peerPort: ports[2*i+1], bin: bin}
+		if m.ClientProxy, err = faultproxy.Listen("127.0.0.1:0", fmt.Sprintf("127.0.0.1:%d", m.clientPort), seed+uint64(2*i)); err != nil {
+			c.Stop()
+			return nil, err
+		}
+		if m.PeerProxy, err = faultproxy.Listen("127.0.0.1:0", fmt.Sprintf("127.0.0.1:%d", m.peerPort), seed+uint64(2*i+1)); err != nil {
+			m.ClientProxy.Close()
+			c.Stop()
+			return nil, err
+		}
+		c.Members = append(c.Members, m)
+		initial = append(initial, m.Name+"=http://"+m.PeerProxy.Addr())
+	}
+	for _, m := range c.Members {
+		m.args = []string{"--name=" + m.Name, "--data-dir=" + m.Dir,
+			fmt.Sprintf("--listen-client-urls=http://127.0.0.1:%d", m.clientPort),
+			"--advertise-client-urls=http://" + m.ClientProxy.Addr(),
+			fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", m.peerPort),
+			"--initial-advertise-peer-urls=http://" + m.PeerProxy.Addr(),
+			"--initial-cluster=" + strings.Join(initial, ","),
+			"--initial-cluster-token=robustness", "--initial-cluster-state=new",
+			"--log-level=info"}
+		if err := m.Start(); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	for _, m := range c.Members {
+		if m.conn, err = grpc.NewClient(m.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Start starts (or restarts) the member's process on its data dir.
+func (m *Member) Start() error {
+	var err error
+	if m.log, err = os.OpenFile(m.Dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+		return err
+	}
+	m.cmd = exec.Command(m.bin, m.args...)
+	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
+	m.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := m.cmd.Start(); err != nil {
+		m.log.Close()
+		return err
+	}
+	exited := make(chan struct{})
+	m.exited = exited
+	cmd, log := m.cmd, m.log
+	go func() {
+		cmd.Wait()
+		log.Close()
+		close(exited)
+	}()
+	return nil
+}
+
+// Kill sends SIGKILL and waits for the process to end.
+func (m *Member) Kill() {
+	m.cmd.Process.Kill()
+	<-m.exited
+}
+
+// Signal sends sig (SIGSTOP, SIGCONT) to the process.
+func (m *Member) Signal(sig syscall.Signal) error { return m.cmd.Process.Signal(sig) }
+
+// Running reports whether the process has not exited.
+func (m *Member) Running() bool {
+	select {
+	case <-m.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// KV is a KV client of the member through its proxy.
+func (m *Member) KV() pb.KVClient { return pb.NewKVClient(m.conn) }
+
+// Maintenance is the member's maintenance client through its proxy.
+func (m *Member) Maintenance() pb.MaintenanceClient { return pb.NewMaintenanceClient(m.conn) }
+
+// Stop kills every member and closes the proxies and connections.
+func (c *Cluster) Stop() {
+	for _, m := range c.Members {
+		if m.cmd != nil && m.Running() {
+			m.Signal(syscall.SIGCONT) // a paused member cannot die of SIGTERM
+			m.Kill()
+		}
+		if m.conn != nil {
+			m.conn.Close()
+		}
+		m.ClientProxy.Close()
+		m.PeerProxy.Close()
+	}
+}
+
+// Heal removes every proxy fault.
+func (c *Cluster) Heal() {
+	for _, m := range c.Members {
+		m.ClientProxy.Heal()
+		m.PeerProxy.Heal()
+	}
+}
+
+// Leader returns the member the first answering member names leader.
+func (c *Cluster) Leader(ctx context.Context) (*Member, error) {
+	for {
+		for _, m := range c.Members {
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			st, err := m.Maintenance().Status(sctx, &pb.StatusRequest{})
+			cancel()
+			if err != nil || st.Leader == 0 {
+				continue
+			}
+			for _, l := range c.Members {
+				lctx, cancel := context.WithTimeout(ctx, time.Second)
+				ls, err := l.Maintenance().Status(lctx, &pb.StatusRequest{})
+				cancel()
+				if err == nil && ls.Header.GetMemberId() == st.Leader {
+					return l, nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errors.New("no leader: " + ctx.Err().Error())
+		case <-time.After(100 * time.Millisecond): // polls the members' status
+		}
+	}
+}
