@@ -183,7 +183,7 @@ func TestFollowerCatchesUpThroughSnapshot(t *testing.T) {
 	if err := ms[follower].Restart(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(ms[follower].Output()), "installed snapshot") {
+	if !ms[follower].WaitOutput("installed snapshot", 30*time.Second) {
 		// Ready means it caught up; through a snapshot is the point.
 		t.Fatalf("the restarted follower caught up without a snapshot; log:\n%s", lastLines(ms[follower].Output(), 30))
 	}

@@ -356,6 +356,20 @@ func cleanExit(st *os.ProcessState) bool {
 // Kill sends SIGKILL and waits for the process to be gone.
 func (m *Member) Kill() { m.kill() }
 
+// WaitOutput waits, up to timeout, for the member's output to contain s:
+// what a member logs just after it reports ready (the end of a snapshot
+// install, say) is not there yet when Start or Restart returns.
+func (m *Member) WaitOutput(s string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(string(m.Output()), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond) // polls the member's log
+	}
+	return true
+}
+
 func (m *Member) kill() {
 	p := m.current()
 	if p == nil || p.exited() {

@@ -134,7 +134,7 @@ func TestReadersServeLinearizably(t *testing.T) {
 	if err := readers[0].Restart(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(readers[0].Output()), "seeded the state machine from the leader") {
+	if !readers[0].WaitOutput("seeded the state machine from the leader", 30*time.Second) {
 		t.Fatalf("the wiped reader did not seed itself; log:\n%s", lastLines(readers[0].Output(), 20))
 	}
 	rclients[0] = newEndpointClient(t, readers[0])
@@ -308,12 +308,8 @@ func TestReaderHashMismatchReseeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The check runs every second: wait for the reseed (bounded).
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(string(r.Output()), "seeded the state machine from the leader") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no reseed after the hash mismatch; log:\n%s", lastLines(r.Output(), 20))
-		}
-		time.Sleep(100 * time.Millisecond) // polls the reader's log
+	if !r.WaitOutput("seeded the state machine from the leader", 30*time.Second) {
+		t.Fatalf("no reseed after the hash mismatch; log:\n%s", lastLines(r.Output(), 20))
 	}
 	if !strings.Contains(string(r.Output()), "hashes differently from the leader") {
 		t.Fatalf("reseeded without a hash mismatch; log:\n%s", lastLines(r.Output(), 20))
@@ -377,7 +373,7 @@ func TestReaderBehindTheLogSwapsInSnapshot(t *testing.T) {
 	if err := r.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(r.Output()), "swapped in a new engine for the snapshot") {
+	if !r.WaitOutput("swapped in a new engine for the snapshot", 30*time.Second) {
 		t.Fatalf("the restarted reader caught up without swapping in a snapshot; log:\n%s", lastLines(r.Output(), 30))
 	}
 	if after := inode(t, boltPath); after == before {

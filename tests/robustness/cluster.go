@@ -104,6 +104,7 @@ func (m *Member) Start() error {
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := m.cmd.Start(); err != nil {
 		m.log.Close()
+		m.cmd = nil
 		return err
 	}
 	exited := make(chan struct{})
@@ -126,13 +127,42 @@ func (m *Member) Kill() {
 // Signal sends sig (SIGSTOP, SIGCONT) to the process.
 func (m *Member) Signal(sig syscall.Signal) error { return m.cmd.Process.Signal(sig) }
 
-// Running reports whether the process has not exited.
+// Running reports whether the process is started and has not exited.
 func (m *Member) Running() bool {
+	if m.cmd == nil {
+		return false
+	}
 	select {
 	case <-m.exited:
 		return false
 	default:
 		return true
+	}
+}
+
+// Restart starts the member again and waits, up to a minute, until it
+// answers Status (through its proxy, which must then pass traffic).
+func (m *Member) Restart(ctx context.Context) error {
+	if err := m.Start(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		sctx, scancel := context.WithTimeout(ctx, time.Second)
+		_, err := m.Maintenance().Status(sctx, &pb.StatusRequest{})
+		scancel()
+		if err == nil {
+			return nil
+		}
+		if !m.Running() {
+			return fmt.Errorf("%s exited on restart (see %s.log)", m.Name, m.Dir)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s does not answer after its restart: %v", m.Name, err)
+		case <-time.After(100 * time.Millisecond): // polls the member
+		}
 	}
 }
 
@@ -145,7 +175,7 @@ func (m *Member) Maintenance() pb.MaintenanceClient { return pb.NewMaintenanceCl
 // Stop kills every member and closes the proxies and connections.
 func (c *Cluster) Stop() {
 	for _, m := range c.Members {
-		if m.cmd != nil && m.Running() {
+		if m.Running() {
 			m.Signal(syscall.SIGCONT) // a paused member cannot die of SIGTERM
 			m.Kill()
 		}

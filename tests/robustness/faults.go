@@ -26,7 +26,7 @@ var Faults = []Fault{
 			return nil, err
 		}
 		l.Kill()
-		return l.Start, nil
+		return func() error { return l.Restart(ctx) }, nil
 	}},
 	{"kill-follower", func(ctx context.Context, c *Cluster) (func() error, error) {
 		f, err := c.follower(ctx)
@@ -34,7 +34,7 @@ var Faults = []Fault{
 			return nil, err
 		}
 		f.Kill()
-		return f.Start, nil
+		return func() error { return f.Restart(ctx) }, nil
 	}},
 	{"pause-leader", func(ctx context.Context, c *Cluster) (func() error, error) {
 		// Paused past the election timeout: it loses leadership while

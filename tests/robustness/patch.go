@@ -54,15 +54,54 @@ func collectWrites(ctx context.Context, m *Member, rev int64) ([]Write, error) {
 	return out, nil
 }
 
+// checkWrites checks the applied writes against themselves and against
+// what the clients were told: one event per revision from 2 on, in order
+// and without gaps; every value written once (no entry applied twice); and
+// every acknowledged put, successful swap and delete at the revision its
+// response named. A watch that dropped or invented an event fails here.
+func checkWrites(ops []porcupine.Operation, writes []Write) error {
+	byRev := map[int64]Write{}
+	seen := map[string]int64{}
+	for i, w := range writes {
+		if w.Revision != int64(i)+2 {
+			return fmt.Errorf("applied writes: event %d is at revision %d, want %d (a gap, a repeat or out of order)", i, w.Revision, i+2)
+		}
+		if !w.Delete {
+			if r, ok := seen[w.Value]; ok {
+				return fmt.Errorf("applied writes: value %q written at revisions %d and %d (applied twice)", w.Value, r, w.Revision)
+			}
+			seen[w.Value] = w.Revision
+		}
+		byRev[w.Revision] = w
+	}
+	for _, op := range ops {
+		req, resp := op.Input.(model.Request), op.Output.(model.Response)
+		if resp.Unknown {
+			continue
+		}
+		wrote := req.Kind == model.Put || (req.Kind == model.CAS && resp.Succeeded) || (req.Kind == model.Delete && resp.Deleted > 0)
+		if !wrote {
+			continue
+		}
+		w, ok := byRev[resp.Revision]
+		switch {
+		case !ok:
+			return fmt.Errorf("acknowledged %v of %s at revision %d is not among the applied writes", req.Kind, req.Key, resp.Revision)
+		case w.Key != req.Key || w.Delete != (req.Kind == model.Delete) || (!w.Delete && w.Value != req.Value):
+			return fmt.Errorf("acknowledged %v of %s=%q at revision %d, but revision %d applied %+v", req.Kind, req.Key, req.Value, resp.Revision, w.Revision, w)
+		}
+	}
+	return nil
+}
+
 // patch resolves the writes whose outcome the clients lost, from the
-// writes the cluster applied: a put or compare-and-swap whose (unique)
-// value was written at revision R happened there; one whose value was
-// never written changed nothing (a swap may have failed its compare; that
-// changes nothing either) and leaves the history. Unknown deletes stay
-// unknown. This is what etcd's robustness tests do with their watch
-// streams; a watch that dropped an event makes the patched history fail
-// the check, not pass it.
-func patch(ops []porcupine.Operation, writes []Write) []porcupine.Operation {
+// writes the cluster applied (checked by checkWrites): a put or
+// compare-and-swap whose (unique) value was written at revision R
+// happened there; one whose value was never written changed nothing (a
+// swap may have failed its compare; that changes nothing either) and
+// leaves the history. Unknown deletes stay unknown. This is what etcd's
+// robustness tests do with their watch streams.
+func patch(ops []porcupine.Operation, writes []Write) (_ []porcupine.Operation, resolved, dropped int) {
 	at := map[string]int64{}
 	for _, w := range writes {
 		if !w.Delete {
@@ -78,10 +117,12 @@ func patch(ops []porcupine.Operation, writes []Write) []porcupine.Operation {
 		}
 		rev, ok := at[req.Value]
 		if !ok {
+			dropped++
 			continue
 		}
 		op.Output = model.Response{Revision: rev, Succeeded: req.Kind == model.CAS}
 		out = append(out, op)
+		resolved++
 	}
-	return out
+	return out, resolved, dropped
 }

@@ -47,6 +47,7 @@ type Proxy struct {
 // link is one proxied connection pair.
 type link struct {
 	client net.Conn
+	done   chan struct{} // closed with the link
 	mu     sync.Mutex
 	server net.Conn
 	closed bool
@@ -60,6 +61,7 @@ func (l *link) close() {
 		return
 	}
 	l.closed = true
+	close(l.done)
 	l.client.Close()
 	if l.server != nil {
 		l.server.Close()
@@ -136,7 +138,6 @@ func (p *Proxy) Reset() {
 	for l := range p.mu.links {
 		links = append(links, l)
 	}
-	p.wakeLocked() // links waiting out a blackhole notice their end
 	p.mu.Unlock()
 	for _, l := range links {
 		l.close()
@@ -144,10 +145,12 @@ func (p *Proxy) Reset() {
 }
 
 // Close stops the proxy and closes its connections; it returns once every
-// goroutine of the proxy has ended.
+// goroutine of the proxy has ended (a dial in progress may take its 5 s
+// timeout).
 func (p *Proxy) Close() error {
 	p.mu.Lock()
 	p.mu.closed = true
+	p.wakeLocked()
 	p.mu.Unlock()
 	err := p.ln.Close()
 	p.Reset()
@@ -161,7 +164,7 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return // closed
 		}
-		l := &link{client: c}
+		l := &link{client: c, done: make(chan struct{})}
 		p.mu.Lock()
 		if p.mu.closed {
 			p.mu.Unlock()
@@ -206,16 +209,22 @@ func (p *Proxy) waitPassable(l *link) bool {
 		p.mu.Lock()
 		blackhole, closed, changed := p.mu.faults.Blackhole, p.mu.closed, p.mu.changed
 		p.mu.Unlock()
-		l.mu.Lock()
-		linkClosed := l.closed
-		l.mu.Unlock()
-		if closed || linkClosed {
+		if closed {
 			return false
+		}
+		select {
+		case <-l.done:
+			return false
+		default:
 		}
 		if !blackhole {
 			return true
 		}
-		<-changed
+		select {
+		case <-changed:
+		case <-l.done:
+			return false
+		}
 	}
 }
 
