@@ -25,7 +25,9 @@ import (
 // one in front of its peer URL: every member and client reaches it only
 // through them, so blackholing both cuts it off.
 type Member struct {
-	Name                   string
+	Name string
+	// Reader is set for a reader (a raft learner on bbolt, --role=reader).
+	Reader                 bool
 	Dir                    string
 	ClientProxy, PeerProxy *faultproxy.Proxy
 	clientPort, peerPort   int
@@ -40,9 +42,12 @@ type Member struct {
 // Endpoint is the member's client address, through its proxy.
 func (m *Member) Endpoint() string { return m.ClientProxy.Addr() }
 
-// Cluster is a set of writers started behind proxies.
+// Cluster is a set of writers, and readers, started behind proxies.
 type Cluster struct {
 	Members []*Member
+	dir     string
+	seed    uint64
+	initial []string // name=peer URL of every member
 }
 
 // StartCluster starts n writers of bin with data under dir; seed seeds the
@@ -52,7 +57,7 @@ func StartCluster(bin, dir string, n int, seed uint64) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{}
+	c := &Cluster{dir: dir, seed: seed}
 	var initial []string
 	for i := range n {
 		m := &Member{Name: fmt.Sprintf("m%d", i+1), Dir: filepath.Join(dir, fmt.Sprintf("m%d", i+1)),
@@ -69,6 +74,7 @@ func StartCluster(bin, dir string, n int, seed uint64) (*Cluster, error) {
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"=http://"+m.PeerProxy.Addr())
 	}
+	c.initial = initial
 	for _, m := range c.Members {
 		m.args = []string{"--name=" + m.Name, "--data-dir=" + m.Dir,
 			fmt.Sprintf("--listen-client-urls=http://127.0.0.1:%d", m.clientPort),
@@ -90,6 +96,69 @@ func StartCluster(bin, dir string, n int, seed uint64) (*Cluster, error) {
 		}
 	}
 	return c, nil
+}
+
+// AddReader adds a reader: a learner added through the writers, started
+// with --role=reader behind proxies of its own, once it answers.
+func (c *Cluster) AddReader(ctx context.Context) (*Member, error) {
+	ports, err := loopback.FreePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	i := len(c.Members)
+	m := &Member{Name: fmt.Sprintf("r%d", i+1), Dir: filepath.Join(c.dir, fmt.Sprintf("r%d", i+1)), Reader: true,
+		clientPort: ports[0], peerPort: ports[1], bin: c.Members[0].bin}
+	if m.ClientProxy, err = faultproxy.Listen("127.0.0.1:0", fmt.Sprintf("127.0.0.1:%d", m.clientPort), c.seed+uint64(2*i)); err != nil {
+		return nil, err
+	}
+	if m.PeerProxy, err = faultproxy.Listen("127.0.0.1:0", fmt.Sprintf("127.0.0.1:%d", m.peerPort), c.seed+uint64(2*i+1)); err != nil {
+		m.ClientProxy.Close()
+		return nil, err
+	}
+	c.Members = append(c.Members, m) // Stop closes its proxies from here on
+	peerURL := "http://" + m.PeerProxy.Addr()
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = pb.NewClusterClient(c.Members[0].conn).MemberAdd(actx, &pb.MemberAddRequest{PeerURLs: []string{peerURL}, IsLearner: true})
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("adding %s as a learner: %w", m.Name, err)
+		case <-time.After(200 * time.Millisecond): // the writers are still starting
+		}
+	}
+	c.initial = append(c.initial, m.Name+"="+peerURL)
+	m.args = []string{"--name=" + m.Name, "--data-dir=" + m.Dir, "--role=reader",
+		fmt.Sprintf("--listen-client-urls=http://127.0.0.1:%d", m.clientPort),
+		"--advertise-client-urls=http://" + m.ClientProxy.Addr(),
+		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", m.peerPort),
+		"--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=" + strings.Join(c.initial, ","),
+		"--initial-cluster-state=existing", "--log-level=info"}
+	if m.conn, err = grpc.NewClient(m.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		return nil, err
+	}
+	if err := m.Restart(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Writers and Readers split the members by role.
+func (c *Cluster) Writers() []*Member { return c.role(false) }
+func (c *Cluster) Readers() []*Member { return c.role(true) }
+
+func (c *Cluster) role(reader bool) []*Member {
+	var out []*Member
+	for _, m := range c.Members {
+		if m.Reader == reader {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Start starts (or restarts) the member's process on its data dir.
@@ -183,7 +252,9 @@ func (c *Cluster) Stop() {
 			m.conn.Close()
 		}
 		m.ClientProxy.Close()
-		m.PeerProxy.Close()
+		if m.PeerProxy != nil {
+			m.PeerProxy.Close()
+		}
 	}
 }
 

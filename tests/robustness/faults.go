@@ -14,13 +14,16 @@ import (
 // A Fault is injected at the first third of a run's traffic and undone at
 // the second (Inject returns the undo).
 type Fault struct {
-	Name   string
-	Inject func(ctx context.Context, c *Cluster) (undo func() error, err error)
+	Name string
+	// Readers marks a fault of a reader: it runs only in the topology
+	// with readers.
+	Readers bool
+	Inject  func(ctx context.Context, c *Cluster) (undo func() error, err error)
 }
 
 // Faults are the fault types, by name; a seed picks one.
 var Faults = []Fault{
-	{"kill-leader", func(ctx context.Context, c *Cluster) (func() error, error) {
+	{Name: "kill-leader", Inject: func(ctx context.Context, c *Cluster) (func() error, error) {
 		l, err := c.Leader(ctx)
 		if err != nil {
 			return nil, err
@@ -28,7 +31,7 @@ var Faults = []Fault{
 		l.Kill()
 		return func() error { return l.Restart(ctx) }, nil
 	}},
-	{"kill-follower", func(ctx context.Context, c *Cluster) (func() error, error) {
+	{Name: "kill-follower", Inject: func(ctx context.Context, c *Cluster) (func() error, error) {
 		f, err := c.follower(ctx)
 		if err != nil {
 			return nil, err
@@ -36,7 +39,7 @@ var Faults = []Fault{
 		f.Kill()
 		return func() error { return f.Restart(ctx) }, nil
 	}},
-	{"pause-leader", func(ctx context.Context, c *Cluster) (func() error, error) {
+	{Name: "pause-leader", Inject: func(ctx context.Context, c *Cluster) (func() error, error) {
 		// Paused past the election timeout: it loses leadership while
 		// its clients' calls wait.
 		l, err := c.Leader(ctx)
@@ -48,7 +51,7 @@ var Faults = []Fault{
 		}
 		return func() error { return l.Signal(syscall.SIGCONT) }, nil
 	}},
-	{"partition-leader", func(ctx context.Context, c *Cluster) (func() error, error) {
+	{Name: "partition-leader", Inject: func(ctx context.Context, c *Cluster) (func() error, error) {
 		// Nothing reaches the leader, from peers or clients; what it
 		// sends still leaves (an asymmetric partition).
 		l, err := c.Leader(ctx)
@@ -59,10 +62,31 @@ var Faults = []Fault{
 		l.ClientProxy.Set(faultproxy.Faults{Blackhole: true})
 		return func() error { c.Heal(); return nil }, nil
 	}},
-	{"slow-links", func(ctx context.Context, c *Cluster) (func() error, error) {
+	{Name: "slow-links", Inject: func(ctx context.Context, c *Cluster) (func() error, error) {
 		for _, m := range c.Members {
 			m.PeerProxy.Set(faultproxy.Faults{Delay: 30 * time.Millisecond, Jitter: 30 * time.Millisecond, Loss: 0.02})
 		}
+		return func() error { c.Heal(); return nil }, nil
+	}},
+	{Name: "kill-reader", Readers: true, Inject: func(ctx context.Context, c *Cluster) (func() error, error) {
+		r := c.Readers()[0]
+		r.Kill()
+		return func() error { return r.Restart(ctx) }, nil
+	}},
+	{Name: "partition-reader", Readers: true, Inject: func(ctx context.Context, c *Cluster) (func() error, error) {
+		// Cut off from the leader (nothing reaches its peer URL) while
+		// its clients still reach it: their linearizable reads must
+		// wait for a ReadIndex answer it cannot get, never be served
+		// from its stale state.
+		r := c.Readers()[0]
+		r.PeerProxy.Set(faultproxy.Faults{Blackhole: true})
+		return func() error { c.Heal(); return nil }, nil
+	}},
+	{Name: "slow-reader", Readers: true, Inject: func(ctx context.Context, c *Cluster) (func() error, error) {
+		// The log reaches the reader late: its reads must still see
+		// every write acknowledged before they began.
+		r := c.Readers()[0]
+		r.PeerProxy.Set(faultproxy.Faults{Delay: 150 * time.Millisecond, Jitter: 100 * time.Millisecond})
 		return func() error { c.Heal(); return nil }, nil
 	}},
 }
@@ -73,7 +97,7 @@ func (c *Cluster) follower(ctx context.Context) (*Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range c.Members {
+	for _, m := range c.Writers() {
 		if m != l {
 			return m, nil
 		}
