@@ -14,6 +14,8 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/stratakv/strata/internal/plantedbug"
 )
 
 // Config configures an Applier.
@@ -265,6 +267,11 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 				res, err := a.applyRequest(b, &st, r, events)
 				if err != nil {
 					return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
+				}
+				if idx%50 == 0 && plantedbug.On(plantedbug.ApplyTwice) && (r.Put != nil || r.Txn != nil) {
+					if _, err := a.applyRequest(b, &st, r, events); err != nil {
+						return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
+					}
 				}
 				notes = append(notes, notification{id: r.GetID(), res: res})
 				if res.Err == nil {

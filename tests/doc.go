@@ -9,7 +9,8 @@
 //   - tests/robustness: the fault-injection suite (issue 7, being built):
 //     real members behind fault proxies (faultproxy), seeded faults,
 //     clients that never retry a write, and porcupine's linearizability
-//     check against etcd's KV model (model); docs/reliability.md.
+//     check against etcd's KV model (model), and planted bugs
+//     (internal/plantedbug) it must catch; docs/reliability.md.
 //   - tests/tools: a nested Go module (its own go.mod, so `go test ./...` at
 //     the repository root neither builds nor tests it) that pins the etcd
 //     binaries used as clients and as the oracle.

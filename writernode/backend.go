@@ -16,6 +16,7 @@ import (
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
+	"github.com/stratakv/strata/internal/plantedbug"
 	"github.com/stratakv/strata/pipeline"
 )
 
@@ -75,6 +76,9 @@ func (b *backend) LinearizableBarrier(ctx context.Context) error {
 }
 
 func (b *backend) barrier(ctx context.Context) error {
+	if b.cfg.Reader && plantedbug.On(plantedbug.StaleReaderRead) {
+		return nil
+	}
 	idx, err := b.node.ReadIndex(ctx)
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ type Member struct {
 	clientPort, peerPort   int
 	args                   []string
 	bin                    string
+	env                    []string
 	cmd                    *exec.Cmd
 	exited                 chan struct{}
 	log                    *os.File
@@ -50,9 +51,10 @@ type Cluster struct {
 	initial []string // name=peer URL of every member
 }
 
-// StartCluster starts n writers of bin with data under dir; seed seeds the
-// proxies' random choices.
-func StartCluster(bin, dir string, n int, seed uint64) (*Cluster, error) {
+// StartCluster starts n writers of bin, with env added to their
+// environment (which otherwise holds only PATH) and data under dir; seed
+// seeds the proxies' random choices.
+func StartCluster(bin string, env []string, dir string, n int, seed uint64) (*Cluster, error) {
 	ports, err := loopback.FreePorts(2 * n)
 	if err != nil {
 		return nil, err
@@ -61,7 +63,7 @@ func StartCluster(bin, dir string, n int, seed uint64) (*Cluster, error) {
 	var initial []string
 	for i := range n {
 		m := &Member{Name: fmt.Sprintf("m%d", i+1), Dir: filepath.Join(dir, fmt.Sprintf("m%d", i+1)),
-			clientPort: ports[2*i], peerPort: ports[2*i+1], bin: bin}
+			clientPort: ports[2*i], peerPort: ports[2*i+1], bin: bin, env: env}
 		if m.ClientProxy, err = faultproxy.Listen("127.0.0.1:0", fmt.Sprintf("127.0.0.1:%d", m.clientPort), seed+uint64(2*i)); err != nil {
 			c.Stop()
 			return nil, err
@@ -107,7 +109,7 @@ func (c *Cluster) AddReader(ctx context.Context) (*Member, error) {
 	}
 	i := len(c.Members)
 	m := &Member{Name: fmt.Sprintf("r%d", i+1), Dir: filepath.Join(c.dir, fmt.Sprintf("r%d", i+1)), Reader: true,
-		clientPort: ports[0], peerPort: ports[1], bin: c.Members[0].bin}
+		clientPort: ports[0], peerPort: ports[1], bin: c.Members[0].bin, env: c.Members[0].env}
 	if m.ClientProxy, err = faultproxy.Listen("127.0.0.1:0", fmt.Sprintf("127.0.0.1:%d", m.clientPort), c.seed+uint64(2*i)); err != nil {
 		return nil, err
 	}
@@ -169,7 +171,7 @@ func (m *Member) Start() error {
 	}
 	m.cmd = exec.Command(m.bin, m.args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
-	m.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	m.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, m.env...)
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := m.cmd.Start(); err != nil {
 		m.log.Close()

@@ -9,16 +9,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/anishathalye/porcupine"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/stratakv/strata/internal/plantedbug"
 	"github.com/stratakv/strata/tests/robustness/model"
 )
 
-var strataBin string
+var strataBin, binDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "strata-robustness-bin-")
@@ -26,6 +28,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binDir = dir
 	strataBin = filepath.Join(dir, "strata")
 	build := exec.Command("go", "build", "-o", strataBin, "./cmd/strata")
 	build.Dir = "../.."
@@ -70,23 +73,31 @@ func TestRobustness(t *testing.T) {
 		if (seed%2 == 0) != ((seed-1)/uint64(len(Faults))%2 == 1) || f.Readers {
 			readers = 2
 		}
-		t.Run(fmt.Sprintf("seed=%d/%s/readers=%d", seed, f.Name, readers), func(t *testing.T) { runSeed(t, seed, f, readers) })
+		t.Run(fmt.Sprintf("seed=%d/%s/readers=%d", seed, f.Name, readers), func(t *testing.T) {
+			if err := runSeed(t, strataBin, nil, seed, f, readers, true); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
-func runSeed(t *testing.T, seed uint64, f Fault, readers int) {
+// runSeed runs one seed of bin (env added to its members' environment)
+// and returns the violation its checks found, if any; it fails t on
+// anything else (the cluster did not start, a fault could not be
+// injected).
+func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, readers int, keep bool) (violation error) {
 	dir, err := os.MkdirTemp("", fmt.Sprintf("strata-robustness-%d-", seed))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := StartCluster(strataBin, dir, 3, seed)
+	c, err := StartCluster(bin, env, dir, 3, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	failed := true
 	defer func() {
 		c.Stop()
-		if failed {
+		if failed && keep {
 			t.Logf("seed %d (%s): data dirs, logs and history kept in %s; run again with STRATA_ROBUSTNESS_SEED=%d", seed, f.Name, dir, seed)
 		} else {
 			os.RemoveAll(dir)
@@ -146,7 +157,7 @@ func runSeed(t *testing.T, seed uint64, f Fault, readers int) {
 		t.Fatal(err)
 	}
 	if err := checkWrites(recorded, writes); err != nil {
-		t.Fatalf("seed %d (%s): %v", seed, f.Name, err)
+		return fmt.Errorf("seed %d (%s): %w", seed, f.Name, err)
 	}
 	ops, resolved, dropped := patch(recorded, writes)
 	res, info := porcupine.CheckOperationsVerbose(model.Model, ops, 2*time.Minute)
@@ -160,12 +171,13 @@ func runSeed(t *testing.T, seed uint64, f Fault, readers int) {
 		if res == porcupine.Unknown {
 			t.Fatalf("seed %d (%s): the checker ran out of time (inconclusive, not a violation); see %s", seed, f.Name, path)
 		}
-		t.Fatalf("seed %d (%s): the history is not linearizable; see %s", seed, f.Name, path)
+		return fmt.Errorf("seed %d (%s): the history is not linearizable; see %s", seed, f.Name, path)
 	}
 	if err := checkHashKV(cctx, c, rev); err != nil {
-		t.Fatalf("seed %d (%s): %v", seed, f.Name, err)
+		return fmt.Errorf("seed %d (%s): %w", seed, f.Name, err)
 	}
 	failed = false
+	return nil
 }
 
 // lastRevision is the cluster's last revision once the traffic stopped:
@@ -229,4 +241,55 @@ func checkHashKV(ctx context.Context, c *Cluster, rev int64) error {
 		}
 	}
 	return nil
+}
+
+// plantedBin is strata built with its planted bugs (-tags
+// strata_planted_bugs), once per test binary.
+var plantedBin = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(binDir, "strata-planted-bugs")
+	build := exec.Command("go", "build", "-tags", "strata_planted_bugs", "-o", bin, "./cmd/strata")
+	build.Dir = "../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building strata with planted bugs: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func faultNamed(t *testing.T, name string) Fault {
+	for _, f := range Faults {
+		if f.Name == name {
+			return f
+		}
+	}
+	t.Fatalf("no fault %q", name)
+	return Fault{}
+}
+
+// TestPlantedBugsAreCaught: the checks have teeth. Each bug planted in a
+// strata built for it (internal/plantedbug) must fail a run within three
+// seeds: a reader that answers linearizable reads without ReadIndex
+// (under a slow log, its reads go stale), and a write applied twice.
+func TestPlantedBugsAreCaught(t *testing.T) {
+	bin, err := plantedBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		bug, fault string
+		readers    int
+	}{
+		{plantedbug.StaleReaderRead, "slow-reader", 2},
+		{plantedbug.ApplyTwice, "slow-links", 0},
+	} {
+		t.Run(c.bug, func(t *testing.T) {
+			f := faultNamed(t, c.fault)
+			for seed := uint64(1); seed <= 3; seed++ {
+				if err := runSeed(t, bin, []string{"STRATA_PLANTED_BUG=" + c.bug}, seed, f, c.readers, false); err != nil {
+					t.Logf("caught: %v", err)
+					return
+				}
+			}
+			t.Fatalf("%s went unnoticed in three seeds", c.bug)
+		})
+	}
 }
