@@ -14,4 +14,7 @@ const (
 	// ApplyTwice: every 50th raft entry's write requests are applied
 	// twice (on every member alike, so HashKV still agrees).
 	ApplyTwice = "apply-twice"
+	// DropWatchEvent: the events of every 100th revision are not sent
+	// to the watchers that are up to date.
+	DropWatchEvent = "drop-watch-event"
 )

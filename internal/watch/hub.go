@@ -9,6 +9,7 @@ import (
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/clock"
+	"github.com/stratakv/strata/internal/plantedbug"
 )
 
 // Source reads past events back from storage (applier.Applier.Events).
@@ -131,7 +132,9 @@ func (h *Hub) Commit(c applier.Commit) {
 		rev := c.Events[i].Kv.ModRevision
 		j := i
 		for j < len(c.Events) && c.Events[j].Kv.ModRevision == rev {
-			h.fanOut(rev, c.Events[j])
+			if !(rev%100 == 0 && plantedbug.On(plantedbug.DropWatchEvent)) {
+				h.fanOut(rev, c.Events[j])
+			}
 			j++
 		}
 		h.settle(rev)

@@ -114,8 +114,12 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 		}
 	}
 	var kvs []pb.KVClient
+	wctx, stopWatchers := context.WithCancel(ctx)
+	defer stopWatchers()
+	var watchers []*Watcher
 	for _, m := range c.Members {
 		kvs = append(kvs, m.KV())
+		watchers = append(watchers, Watch(wctx, m))
 	}
 	const run = 6 * time.Second
 	h := newHistory()
@@ -159,10 +163,21 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 	if err := checkWrites(recorded, writes); err != nil {
 		return fmt.Errorf("seed %d (%s): %w", seed, f.Name, err)
 	}
+	for _, w := range watchers {
+		w.waitFor(rev, 30*time.Second)
+		if err := w.check(writes, rev); err != nil {
+			return fmt.Errorf("seed %d (%s): %w", seed, f.Name, err)
+		}
+	}
 	ops, resolved, dropped := patch(recorded, writes)
 	res, info := porcupine.CheckOperationsVerbose(model.Model, ops, 2*time.Minute)
-	t.Logf("%d operations, %d writes applied; of %d unknown writes, %d resolved by the watch, %d never applied; %d failed reads left out: %s",
-		len(ops), len(writes), h.Unknown, resolved, dropped, h.FailedReads, res)
+	var resumes, progress int
+	for _, w := range watchers {
+		resumes += w.resumes
+		progress += len(w.progress)
+	}
+	t.Logf("%d operations, %d writes applied; of %d unknown writes, %d resolved by the watch, %d never applied; %d failed reads left out; %d watchers (%d resumed streams, %d progress notifications) agree: %s",
+		len(ops), len(writes), h.Unknown, resolved, dropped, h.FailedReads, len(watchers), resumes, progress, res)
 	if res != porcupine.Ok {
 		path := filepath.Join(dir, "history.html")
 		if err := porcupine.VisualizePath(model.Model, info, path); err != nil {
@@ -268,7 +283,8 @@ func faultNamed(t *testing.T, name string) Fault {
 // TestPlantedBugsAreCaught: the checks have teeth. Each bug planted in a
 // strata built for it (internal/plantedbug) must fail a run within three
 // seeds: a reader that answers linearizable reads without ReadIndex
-// (under a slow log, its reads go stale), and a write applied twice.
+// (under a slow log, its reads go stale), a write applied twice, and a
+// watch event dropped.
 func TestPlantedBugsAreCaught(t *testing.T) {
 	bin, err := plantedBin()
 	if err != nil {
@@ -280,6 +296,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 	}{
 		{plantedbug.StaleReaderRead, "slow-reader", 2},
 		{plantedbug.ApplyTwice, "slow-links", 0},
+		{plantedbug.DropWatchEvent, "slow-links", 0},
 	} {
 		t.Run(c.bug, func(t *testing.T) {
 			f := faultNamed(t, c.fault)
