@@ -3,8 +3,10 @@
 package robustness
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -95,12 +97,21 @@ func checkWrites(ops []porcupine.Operation, writes []Write) error {
 }
 
 // patch resolves the writes whose outcome the clients lost, from the
-// writes the cluster applied (checked by checkWrites): a put or
-// compare-and-swap whose (unique) value was written at revision R
-// happened there; one whose value was never written changed nothing (a
-// swap may have failed its compare; that changes nothing either) and
-// leaves the history. Unknown deletes stay unknown. This is what etcd's
-// robustness tests do with their watch streams.
+// writes the cluster applied (checked by checkWrites), so that the checker
+// need not try both outcomes of each:
+//   - a put or compare-and-swap whose (unique) value was written at
+//     revision R happened there; one whose value was never written changed
+//     nothing (a swap may have failed its compare; that changes nothing
+//     either) and leaves the history;
+//   - a delete event of key K at revision R that no acknowledged delete
+//     accounts for was made by an unknown delete of K: the events of K are
+//     matched, in revision order, to K's unknown deletes in call order
+//     (the earliest call is the least constrained choice, since an unknown
+//     operation's only bound is its call). K's unknown deletes left over
+//     deleted nothing or never ran, neither of which changes the store,
+//     and leave the history.
+//
+// This is what etcd's robustness tests do with their watch streams.
 func patch(ops []porcupine.Operation, writes []Write) (_ []porcupine.Operation, resolved, dropped int) {
 	at := map[string]int64{}
 	for _, w := range writes {
@@ -108,19 +119,60 @@ func patch(ops []porcupine.Operation, writes []Write) (_ []porcupine.Operation, 
 			at[w.Value] = w.Revision
 		}
 	}
-	var out []porcupine.Operation
+	acked := map[int64]bool{} // revisions of acknowledged deletes
 	for _, op := range ops {
 		req, resp := op.Input.(model.Request), op.Output.(model.Response)
-		if !resp.Unknown || req.Kind == model.Delete || req.Kind == model.Get {
+		if req.Kind == model.Delete && !resp.Unknown && resp.Deleted > 0 {
+			acked[resp.Revision] = true
+		}
+	}
+	unclaimed := map[string][]int64{} // key -> delete revisions no acknowledged delete made
+	for _, w := range writes {
+		if w.Delete && !acked[w.Revision] {
+			unclaimed[w.Key] = append(unclaimed[w.Key], w.Revision)
+		}
+	}
+	// Unknown deletes per key, in call order.
+	order := make([]int, len(ops))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(ops[a].Call, ops[b].Call) })
+	deleteAt := map[int]int64{} // op index -> revision it deleted at
+	for _, i := range order {
+		req, resp := ops[i].Input.(model.Request), ops[i].Output.(model.Response)
+		if req.Kind != model.Delete || !resp.Unknown {
+			continue
+		}
+		if revs := unclaimed[req.Key]; len(revs) > 0 {
+			deleteAt[i] = revs[0]
+			unclaimed[req.Key] = revs[1:]
+		}
+	}
+	var out []porcupine.Operation
+	for i, op := range ops {
+		req, resp := op.Input.(model.Request), op.Output.(model.Response)
+		if !resp.Unknown || req.Kind == model.Get {
 			out = append(out, op)
 			continue
 		}
-		rev, ok := at[req.Value]
+		var rev int64
+		var ok bool
+		if req.Kind == model.Delete {
+			rev, ok = deleteAt[i]
+		} else {
+			rev, ok = at[req.Value]
+		}
 		if !ok {
 			dropped++
 			continue
 		}
-		op.Output = model.Response{Revision: rev, Succeeded: req.Kind == model.CAS}
+		switch req.Kind {
+		case model.Delete:
+			op.Output = model.Response{Revision: rev, Deleted: 1}
+		default:
+			op.Output = model.Response{Revision: rev, Succeeded: req.Kind == model.CAS}
+		}
 		out = append(out, op)
 		resolved++
 	}

@@ -44,14 +44,23 @@ func TestPatch(t *testing.T) {
 		put("c", "3", model.Response{Unknown: true}), // never applied
 		{Input: model.Request{Kind: model.Delete, Key: "a"}, Output: model.Response{Unknown: true}, Return: math.MaxInt64},
 	}
-	out, resolved, dropped := patch(ops, []Write{{Revision: 2, Key: "a", Value: "1"}, {Revision: 3, Key: "b", Value: "2"}})
-	if resolved != 1 || dropped != 1 || len(out) != 3 {
+	writes := []Write{{Revision: 2, Key: "a", Value: "1"}, {Revision: 3, Key: "b", Value: "2"}}
+	out, resolved, dropped := patch(ops, writes)
+	if resolved != 1 || dropped != 2 || len(out) != 2 {
 		t.Fatalf("resolved %d, dropped %d, kept %d operations", resolved, dropped, len(out))
 	}
 	if r := out[1].Output.(model.Response); r.Unknown || r.Revision != 3 {
 		t.Fatalf("the applied unknown put became %+v", r)
 	}
-	if r := out[2].Output.(model.Response); !r.Unknown {
-		t.Fatalf("an unknown delete was resolved: %+v", r)
+	// With a delete of a at revision 4 that no acknowledged delete made,
+	// the earliest unknown delete of a made it; a later one leaves.
+	late := porcupine.Operation{Input: model.Request{Kind: model.Delete, Key: "a"}, Output: model.Response{Unknown: true}, Call: 5, Return: math.MaxInt64}
+	ops[3].Call = 2
+	out, resolved, dropped = patch(append(ops, late), append(writes, Write{Revision: 4, Key: "a", Delete: true}))
+	if resolved != 2 || dropped != 2 {
+		t.Fatalf("resolved %d, dropped %d", resolved, dropped)
+	}
+	if r := out[2].Output.(model.Response); out[2].Call != 2 || r != (model.Response{Revision: 4, Deleted: 1}) {
+		t.Fatalf("the unknown delete became %+v (call %d)", r, out[2].Call)
 	}
 }

@@ -165,6 +165,10 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 	}
 	for _, w := range watchers {
 		w.waitFor(rev, 30*time.Second)
+	}
+	stopWatchers()
+	for _, w := range watchers {
+		<-w.done
 		if err := w.check(writes, rev); err != nil {
 			return fmt.Errorf("seed %d (%s): %w", seed, f.Name, err)
 		}
@@ -176,7 +180,7 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 		resumes += w.resumes
 		progress += len(w.progress)
 	}
-	t.Logf("%d operations, %d writes applied; of %d unknown writes, %d resolved by the watch, %d never applied; %d failed reads left out; %d watchers (%d resumed streams, %d progress notifications) agree: %s",
+	t.Logf("%d operations, %d writes applied; of %d unknown writes, %d resolved by the watch, %d never applied or changed nothing; %d failed reads left out; %d watchers (%d resumed streams, %d progress notifications) agree: %s",
 		len(ops), len(writes), h.Unknown, resolved, dropped, h.FailedReads, len(watchers), resumes, progress, res)
 	if res != porcupine.Ok {
 		path := filepath.Join(dir, "history.html")
