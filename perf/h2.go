@@ -477,36 +477,29 @@ func (k *h2KV) invoke(ctx context.Context, path string, req, resp proto.Message)
 	return true, nil
 }
 
-func (k *h2KV) Range(ctx context.Context, r *pb.RangeRequest, opts ...grpc.CallOption) (*pb.RangeResponse, error) {
-	resp := &pb.RangeResponse{}
-	if ok, err := k.invoke(ctx, "/etcdserverpb.KV/Range", r, resp); ok {
+// viaH2 makes a unary call of path on k, or through fallback when k
+// cannot carry it.
+func viaH2[Resp proto.Message](ctx context.Context, k *h2KV, path string, req proto.Message, resp Resp, fallback func() (Resp, error)) (Resp, error) {
+	if ok, err := k.invoke(ctx, path, req, resp); ok {
 		return resp, err
 	}
-	return k.fallback.Range(ctx, r, opts...)
+	return fallback()
+}
+
+func (k *h2KV) Range(ctx context.Context, r *pb.RangeRequest, opts ...grpc.CallOption) (*pb.RangeResponse, error) {
+	return viaH2(ctx, k, "/etcdserverpb.KV/Range", r, &pb.RangeResponse{}, func() (*pb.RangeResponse, error) { return k.fallback.Range(ctx, r, opts...) })
 }
 
 func (k *h2KV) Put(ctx context.Context, r *pb.PutRequest, opts ...grpc.CallOption) (*pb.PutResponse, error) {
-	resp := &pb.PutResponse{}
-	if ok, err := k.invoke(ctx, "/etcdserverpb.KV/Put", r, resp); ok {
-		return resp, err
-	}
-	return k.fallback.Put(ctx, r, opts...)
+	return viaH2(ctx, k, "/etcdserverpb.KV/Put", r, &pb.PutResponse{}, func() (*pb.PutResponse, error) { return k.fallback.Put(ctx, r, opts...) })
 }
 
 func (k *h2KV) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest, opts ...grpc.CallOption) (*pb.DeleteRangeResponse, error) {
-	resp := &pb.DeleteRangeResponse{}
-	if ok, err := k.invoke(ctx, "/etcdserverpb.KV/DeleteRange", r, resp); ok {
-		return resp, err
-	}
-	return k.fallback.DeleteRange(ctx, r, opts...)
+	return viaH2(ctx, k, "/etcdserverpb.KV/DeleteRange", r, &pb.DeleteRangeResponse{}, func() (*pb.DeleteRangeResponse, error) { return k.fallback.DeleteRange(ctx, r, opts...) })
 }
 
 func (k *h2KV) Txn(ctx context.Context, r *pb.TxnRequest, opts ...grpc.CallOption) (*pb.TxnResponse, error) {
-	resp := &pb.TxnResponse{}
-	if ok, err := k.invoke(ctx, "/etcdserverpb.KV/Txn", r, resp); ok {
-		return resp, err
-	}
-	return k.fallback.Txn(ctx, r, opts...)
+	return viaH2(ctx, k, "/etcdserverpb.KV/Txn", r, &pb.TxnResponse{}, func() (*pb.TxnResponse, error) { return k.fallback.Txn(ctx, r, opts...) })
 }
 
 func (k *h2KV) RangeStream(ctx context.Context, r *pb.RangeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[pb.RangeStreamResponse], error) {

@@ -9,9 +9,6 @@ import (
 	"slices"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
-
 	"github.com/anishathalye/porcupine"
 
 	"github.com/stratakv/strata/tests/robustness/model"
@@ -26,34 +23,20 @@ type Write struct {
 	Delete   bool
 }
 
-// collectWrites watches every key of the traffic from revision 2 on m
-// until it has seen the events up to rev: the writes the cluster applied.
-// Only the traffic writes, so every revision from 2 to rev is an event.
+// collectWrites watches every traffic key from revision 2 on m (a
+// Watcher, resuming broken streams) until it has seen the events up to
+// rev: the writes the cluster applied. Only the traffic writes, so every
+// revision from 2 to rev is an event.
 func collectWrites(ctx context.Context, m *Member, rev int64) ([]Write, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	w, err := pb.NewWatchClient(m.conn).Watch(ctx)
-	if err != nil {
-		return nil, err
+	ctx, cancel := context.WithCancel(ctx)
+	w := Watch(ctx, m)
+	w.waitFor(rev, 30*time.Second)
+	cancel()
+	<-w.done
+	if got := w.next() - 1; got < rev {
+		return nil, fmt.Errorf("watch on %s: events up to revision %d after 30 s, the cluster is at %d", m.Name, got, rev)
 	}
-	if err := w.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{
-		Key: []byte("key"), RangeEnd: []byte("kez"), StartRevision: 2}}}); err != nil {
-		return nil, err
-	}
-	var out []Write
-	for rev > 1 && (len(out) == 0 || out[len(out)-1].Revision < rev) {
-		r, err := w.Recv()
-		if err != nil {
-			return nil, fmt.Errorf("watch on %s: %w (after %d events)", m.Name, err, len(out))
-		}
-		if r.Canceled {
-			return nil, fmt.Errorf("watch on %s canceled: %s", m.Name, r.CancelReason)
-		}
-		for _, e := range r.Events {
-			out = append(out, Write{Revision: e.Kv.ModRevision, Key: string(e.Kv.Key), Value: string(e.Kv.Value), Delete: e.Type == mvccpb.DELETE})
-		}
-	}
-	return out, nil
+	return w.events, nil
 }
 
 // checkWrites checks the applied writes against themselves and against
