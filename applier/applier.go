@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/stratakv/strata/internal/failpoint"
 	"github.com/stratakv/strata/internal/plantedbug"
 )
 
@@ -323,9 +324,11 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 	if err := writeState(b, &st, confChanged); err != nil {
 		return nil, err
 	}
+	failpoint.BeforeCommit.Hit()
 	if err := b.Commit(); err != nil {
 		return nil, fmt.Errorf("applier: commit: %w", err)
 	}
+	failpoint.AfterCommit.Hit()
 	a.st = st
 	// Lease hooks before publishing: whoever waits for this index (a
 	// renewal on the leader) must find the lessor up to date.

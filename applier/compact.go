@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"go.uber.org/zap"
+
+	"github.com/stratakv/strata/internal/failpoint"
 )
 
 // Physical compaction.
@@ -153,6 +155,7 @@ func (a *Applier) compactStep() (more bool, err error) {
 		return false, nil
 	}
 	ph := a.st.phys
+	started := false
 	if ph.target == ph.done {
 		if a.st.compacted <= ph.done {
 			return false, nil
@@ -160,6 +163,7 @@ func (a *Applier) compactStep() (more bool, err error) {
 		ph.target = a.st.compacted
 		ph.nextMain, ph.nextSub = ph.done, 0
 		a.lg.Info("physical compaction started", zap.Int64("from-revision", ph.done), zap.Int64("revision", ph.target))
+		started = true
 	}
 
 	b := a.eng.NewBatch()
@@ -181,15 +185,31 @@ func (a *Applier) compactStep() (more bool, err error) {
 	if err := writeCompactorState(b, ph); err != nil {
 		return false, err
 	}
+	compactFailpoints(started, finished, failpoint.CompactBeforeCommitScheduledCompact, failpoint.CompactBeforeCommitBatch, failpoint.CompactBeforeSetFinishedCompact)
 	if err := b.Commit(); err != nil {
 		return false, err
 	}
+	compactFailpoints(started, finished, failpoint.CompactAfterCommitScheduledCompact, failpoint.CompactAfterCommitBatch, failpoint.CompactAfterSetFinishedCompact)
 	a.st.phys = ph
 	a.publish(&a.st)
 	if finished {
 		a.lg.Info("physical compaction finished", zap.Int64("revision", ph.done))
 	}
 	return !finished || a.st.compacted > ph.done, nil
+}
+
+// compactFailpoints hits the failpoints of a step's commit: the first of a
+// run is the scheduled compaction's, the last sets it finished (one step
+// can be both), and the others are batches.
+func compactFailpoints(started, finished bool, scheduled, batch, setFinished failpoint.Point) {
+	if started {
+		scheduled.Hit()
+	}
+	if finished {
+		setFinished.Hit()
+	} else if !started {
+		batch.Hit()
+	}
 }
 
 // collectRemovable walks the revision index from the run's position and

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratakv/strata/internal/clock"
+	"github.com/stratakv/strata/internal/failpoint"
 )
 
 // Errors returned by Node.
@@ -761,6 +762,7 @@ func (n *Node) runAppend() {
 }
 
 func (n *Node) appendBatch(ms []*raftpb.Message) error {
+	failpoint.RaftBeforeSave.Hit()
 	for i, m := range ms {
 		if snap := m.GetSnapshot(); !raft.IsEmptySnap(snap) {
 			// The state machine already holds it (the transport installs
@@ -794,6 +796,7 @@ func (n *Node) appendBatch(ms []*raftpb.Message) error {
 			}
 		}
 	}
+	failpoint.RaftAfterSave.Hit()
 	for _, m := range ms {
 		if snap := m.GetSnapshot(); !raft.IsEmptySnap(snap) {
 			if err := n.storage.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {

@@ -13,6 +13,8 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/stratakv/strata/internal/failpoint"
 )
 
 // formatVersion is written in every segment header. A reader refuses
@@ -238,10 +240,12 @@ func createSegment(dir string, h *segmentHeader, size int64, noSync bool) (_ *se
 		return nil, 0, err
 	}
 	if !noSync {
+		failpoint.WillSync(tmp, int64(len(hdr)), failpoint.Zero)
 		if err := fdatasync(f); err != nil {
 			return nil, 0, err
 		}
 	}
+	failpoint.Renamed(tmp, final)
 	if err := os.Rename(tmp, final); err != nil {
 		return nil, 0, err
 	}

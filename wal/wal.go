@@ -13,6 +13,8 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/stratakv/strata/internal/failpoint"
 )
 
 // DefaultSegmentSize is the segment size used when Options.SegmentSize is 0.
@@ -327,6 +329,7 @@ func (w *WAL) openActive(path string, size int64, scan segmentScan) (err error) 
 		}
 	}
 	if !w.opts.NoSync {
+		failpoint.WillSync(path, scan.end, failpoint.Zero)
 		if err := fdatasync(f); err != nil {
 			return fmt.Errorf("wal: fsync %s: %w", path, err)
 		}
@@ -457,7 +460,7 @@ func (w *WAL) syncActive() (uint64, error) {
 	seg.ref()
 	w.mu.Unlock()
 
-	err := w.fsync(seg)
+	err := w.fsync(seg, off)
 	if err == nil {
 		seg.advanceSynced(off)
 	}
@@ -577,7 +580,7 @@ func (w *WAL) Close() error {
 func (w *WAL) checkpointLocked() error {
 	seg := w.mu.active
 	if !w.opts.NoSync {
-		if err := w.fsync(seg); err != nil {
+		if err := w.fsync(seg, w.mu.written); err != nil {
 			return fmt.Errorf("wal: fsync %s: %w", seg.path, err)
 		}
 	}
@@ -591,7 +594,7 @@ func (w *WAL) checkpointLocked() error {
 	}
 	w.mu.written += int64(len(rec))
 	if !w.opts.NoSync {
-		if err := w.fsync(seg); err != nil {
+		if err := w.fsync(seg, w.mu.written); err != nil {
 			return fmt.Errorf("wal: fsync %s: %w", seg.path, err)
 		}
 	}
@@ -699,7 +702,7 @@ func (w *WAL) flushLocked(p []byte) error {
 func (w *WAL) rolloverLocked(need int64) error {
 	old := w.mu.active
 	if !w.opts.NoSync {
-		if err := w.fsync(old); err != nil {
+		if err := w.fsync(old, w.mu.written); err != nil {
 			return w.failLocked(fmt.Errorf("wal: fsync %s: %w", old.path, err))
 		}
 	}
@@ -792,7 +795,8 @@ func (w *WAL) writableLocked() error {
 }
 
 // fsync flushes seg and reports it to the EventListener.
-func (w *WAL) fsync(seg *segmentFile) error {
+func (w *WAL) fsync(seg *segmentFile, off int64) error {
+	failpoint.WillSync(seg.path, off, failpoint.Zero)
 	if w.opts.EventListener.SyncEnd == nil {
 		return fdatasync(seg.f)
 	}

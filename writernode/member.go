@@ -21,6 +21,7 @@ import (
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
 	"github.com/stratakv/strata/internal/clock"
+	"github.com/stratakv/strata/internal/failpoint"
 	"github.com/stratakv/strata/internal/lessor"
 	"github.com/stratakv/strata/internal/transport"
 	"github.com/stratakv/strata/internal/watch"
@@ -48,9 +49,13 @@ type Config struct {
 	ElectionTicks int           // --election-timeout / --heartbeat-interval
 	// SnapshotCount is how many applied entries pass between making the
 	// engine durable and releasing the WAL before it (--snapshot-count).
-	SnapshotCount   uint64
-	MaxRequestBytes int
-	MaxTxnOps       int
+	SnapshotCount uint64
+	// CompactionBatchLimit bounds the revisions one physical compaction
+	// batch removes (--compaction-batch-limit); 0 is the applier's
+	// default.
+	CompactionBatchLimit int
+	MaxRequestBytes      int
+	MaxTxnOps            int
 	// Batching bounds the proposer's entries (proposer.Config's
 	// MaxEntryRequests, MaxEntryBytes and MaxInflightEntries); zeros
 	// are its defaults.
@@ -304,6 +309,7 @@ func (m *Member) openStorage() error {
 	m.app, err = applier.New(applier.Config{
 		Engine:          m.eng,
 		Logger:          m.lg.Named("applier"),
+		CompactionChunk: m.cfg.CompactionBatchLimit,
 		ApplyConfChange: m.applyConfChange,
 		Notify:          func(id uint64, res applier.Result) { m.prop.Notify(id, res) },
 		OnLease:         m.onLease,
@@ -479,12 +485,15 @@ func (m *Member) maybeReleaseLog() error {
 	if err := m.app.Sync(); err != nil {
 		return err
 	}
+	failpoint.RaftBeforeSaveSnap.Hit()
 	if err := m.wal.SaveSnapshot(wal.SnapshotMarker{Index: as.Index, Term: as.Term, ConfState: as.ConfState}); err != nil {
 		return err
 	}
+	failpoint.RaftAfterSaveSnap.Hit()
 	if err := m.wal.ReleaseTo(as.Index); err != nil {
 		return err
 	}
+	failpoint.RaftAfterWALRelease.Hit()
 	m.node.CompactLog(as.Index, as.ConfState)
 	m.lastRelease = as.Index
 	return nil

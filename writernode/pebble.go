@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratakv/strata/applier"
+	"github.com/stratakv/strata/internal/failpoint"
 )
 
 // PebbleOptions configures OpenPebble. The zero value is a production
@@ -72,6 +73,7 @@ func OpenPebble(dir string, opts PebbleOptions) (*PebbleEngine, error) {
 	if po.FS == nil {
 		po.FS = vfs.Default
 	}
+	po.FS = failpoint.WrapFS(po.FS)
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("writernode: open pebble %s: %w", dir, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/stratakv/strata/internal/serve"
 	"io"
 
 	"go.etcd.io/raft/v3"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
+	"github.com/stratakv/strata/internal/failpoint"
+	"github.com/stratakv/strata/internal/serve"
 	"github.com/stratakv/strata/internal/transport"
 	"github.com/stratakv/strata/snapshot"
 )
@@ -70,10 +71,14 @@ func (h *peerHandler) InstallSnapshot(m *raftpb.Message, r io.Reader) error {
 		return nil
 	}
 	var err error
+	failpoint.RaftBeforeApplySnap.Hit()
 	if h.cfg.NewReplacementEngine != nil {
 		err = (*Member)(h).installReplacement(md.GetIndex(), install)
 	} else {
 		err = h.app.Restore(md.GetIndex(), install)
+	}
+	if err == nil {
+		failpoint.RaftAfterApplySnap.Hit()
 	}
 	if errors.Is(err, applier.ErrStaleSnapshot) {
 		// The state machine is already past it; raft, stepping the

@@ -1,0 +1,141 @@
+package failpoint
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Loss says how a crash loses the part of a file past its last fsync.
+type Loss byte
+
+const (
+	// Truncate: the file ends at the last fsync (an appended file).
+	Truncate Loss = 't'
+	// Zero: the bytes past it read as zeroes (a preallocated file, as
+	// the raft WAL's segments are).
+	Zero Loss = 'z'
+)
+
+// A ledger is a text file of records, one per line:
+//
+//	sync <t|z> <offset> <path>    an fsync makes path durable up to offset
+//	create <path>                 path was created (nothing durable yet)
+//	rename <old>\t<new>           old was renamed to new
+//
+// Each record is written (one write(2)) before the operation it
+// describes, so a kill between the two leaves the ledger claiming no more
+// loss than a real crash could cause.
+
+// Durable is what a ledger says of one file.
+type Durable struct {
+	Offset int64
+	Loss   Loss
+}
+
+// ReadLedger replays a ledger: the durable prefix of every file it names,
+// under the file's last name.
+func ReadLedger(r io.Reader) (map[string]Durable, error) {
+	files := map[string]Durable{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		op, rest, _ := strings.Cut(line, " ")
+		switch op {
+		case "sync":
+			f := strings.SplitN(rest, " ", 3)
+			if len(f) != 3 || len(f[0]) != 1 {
+				return nil, fmt.Errorf("failpoint: bad ledger line %q", line)
+			}
+			off, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("failpoint: bad ledger line %q", line)
+			}
+			files[f[2]] = Durable{Offset: off, Loss: Loss(f[0][0])}
+		case "create":
+			files[rest] = Durable{Loss: Truncate}
+		case "rename":
+			from, to, ok := strings.Cut(rest, "\t")
+			if !ok {
+				return nil, fmt.Errorf("failpoint: bad ledger line %q", line)
+			}
+			if d, ok := files[from]; ok {
+				files[to] = d
+				delete(files, from)
+			}
+		case "":
+			// An empty last line: the process died mid-record? A
+			// record is one write, so it cannot; tolerate it anyway.
+		default:
+			return nil, fmt.Errorf("failpoint: bad ledger line %q", line)
+		}
+	}
+	return files, sc.Err()
+}
+
+// LoseUnsynced cuts every file the ledger at path names back to what its
+// last fsync made durable (files since removed are skipped), as a power
+// loss would after kill -9: the page cache that kept the rest is gone. It
+// returns how many bytes were lost. The process that wrote the ledger must
+// be dead.
+func LoseUnsynced(path string) (lost int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	files, err := ReadLedger(f)
+	f.Close()
+	if err != nil {
+		return 0, err
+	}
+	for name, d := range files {
+		st, err := os.Stat(name)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return lost, err
+		}
+		if !st.Mode().IsRegular() || st.Size() <= d.Offset {
+			continue
+		}
+		n := st.Size() - d.Offset
+		switch d.Loss {
+		case Truncate:
+			err = os.Truncate(name, d.Offset)
+		case Zero:
+			err = zeroFrom(name, d.Offset, n)
+		default:
+			err = fmt.Errorf("failpoint: %s: unknown loss %q", name, d.Loss)
+		}
+		if err != nil {
+			return lost, err
+		}
+		lost += n
+	}
+	return lost, nil
+}
+
+// zeroFrom overwrites n bytes of name from off with zeroes (keeping the
+// size: the file is preallocated).
+func zeroFrom(name string, off, n int64) error {
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	zero := make([]byte, 64<<10)
+	for n > 0 {
+		c := min(n, int64(len(zero)))
+		if _, err := f.WriteAt(zero[:c], off); err != nil {
+			f.Close()
+			return err
+		}
+		off, n = off+c, n-c
+	}
+	return f.Close()
+}
