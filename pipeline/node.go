@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/stratakv/strata/internal/clock"
 	"github.com/stratakv/strata/internal/failpoint"
+	"github.com/stratakv/strata/internal/plantedbug"
 )
 
 // Errors returned by Node.
@@ -692,6 +694,11 @@ func (n *Node) handleReady(reads *readBatcher) error {
 		switch m.GetTo() {
 		case raft.LocalAppendThread:
 			n.appendQ.push(m)
+			if len(m.GetEntries()) > 0 && plantedbug.On(plantedbug.AckBeforeCommit) && n.rn.BasicStatus().RaftState == raft.StateLeader {
+				// The planted bug: the leader applies (and answers)
+				// what it appends, before a quorum has it.
+				n.applyQ.push(&raftpb.Message{From: new(uint64(earlyApply)), Entries: m.GetEntries()})
+			}
 		case raft.LocalApplyThread:
 			n.applyQ.push(m)
 		default:
@@ -821,6 +828,10 @@ func (n *Node) appendBatch(ms []*raftpb.Message) error {
 	return nil
 }
 
+// earlyApply marks the apply-stage messages of the planted bug
+// AckBeforeCommit (never sent otherwise).
+const earlyApply = math.MaxUint64
+
 // runApply is the apply stage.
 func (n *Node) runApply() {
 	for {
@@ -829,8 +840,12 @@ func (n *Node) runApply() {
 			return
 		}
 		var ents []*raftpb.Entry
-		for _, m := range ms {
-			ents = append(ents, m.GetEntries()...)
+		if plantedbug.On(plantedbug.AckBeforeCommit) {
+			ents = n.withEarlyEntries(ms)
+		} else {
+			for _, m := range ms {
+				ents = append(ents, m.GetEntries()...)
+			}
 		}
 		if len(ents) > 0 {
 			if err := n.cfg.Apply(ents); err != nil {
@@ -848,6 +863,32 @@ func (n *Node) runApply() {
 			n.deliver(m.GetResponses())
 		}
 	}
+}
+
+// withEarlyEntries is the planted bug AckBeforeCommit's apply: the
+// entries of ms, the leader's appended ones included where they follow on
+// from what is applied.
+func (n *Node) withEarlyEntries(ms []*raftpb.Message) []*raftpb.Entry {
+	var ents []*raftpb.Entry
+	n.mu.Lock()
+	next := n.mu.status.Applied + 1
+	n.mu.Unlock()
+	for _, m := range ms {
+		es := m.GetEntries()
+		if m.GetFrom() == earlyApply {
+			for len(es) > 0 && es[0].GetIndex() < next {
+				es = es[1:]
+			}
+			if len(es) == 0 || es[0].GetIndex() != next {
+				continue
+			}
+		}
+		if len(es) > 0 {
+			next = max(next, es[len(es)-1].GetIndex()+1)
+		}
+		ents = append(ents, es...)
+	}
+	return ents
 }
 
 // snapshotStorage is raft's storage with snapshots taken from the state

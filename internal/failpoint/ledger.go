@@ -109,7 +109,7 @@ func LoseUnsynced(path string) (lost int64, err error) {
 		case Truncate:
 			err = os.Truncate(name, d.Offset)
 		case Zero:
-			err = zeroFrom(name, d.Offset, n)
+			n, err = zeroFrom(name, d.Offset, n)
 		default:
 			err = fmt.Errorf("failpoint: %s: unknown loss %q", name, d.Loss)
 		}
@@ -121,21 +121,37 @@ func LoseUnsynced(path string) (lost int64, err error) {
 	return lost, nil
 }
 
-// zeroFrom overwrites n bytes of name from off with zeroes (keeping the
-// size: the file is preallocated).
-func zeroFrom(name string, off, n int64) error {
-	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+// zeroFrom zeroes the n bytes of name from off (keeping the size: the
+// file is preallocated, and mostly zeroes already) and returns how many
+// of them were not zero before: up to the last that was not.
+func zeroFrom(name string, off, n int64) (lost int64, err error) {
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	zero := make([]byte, 64<<10)
-	for n > 0 {
-		c := min(n, int64(len(zero)))
-		if _, err := f.WriteAt(zero[:c], off); err != nil {
-			f.Close()
-			return err
+	defer func() { err = errors.Join(err, f.Close()) }()
+	buf, zero := make([]byte, 64<<10), make([]byte, 64<<10)
+	for done := int64(0); done < n; {
+		c := min(n-done, int64(len(buf)))
+		if _, err := f.ReadAt(buf[:c], off+done); err != nil {
+			return lost, err
 		}
-		off, n = off+c, n-c
+		if i := lastNonZero(buf[:c]); i >= 0 {
+			if _, err := f.WriteAt(zero[:c], off+done); err != nil {
+				return lost, err
+			}
+			lost = done + int64(i) + 1
+		}
+		done += c
 	}
-	return f.Close()
+	return lost, nil
+}
+
+func lastNonZero(b []byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] != 0 {
+			return i
+		}
+	}
+	return -1
 }

@@ -17,4 +17,8 @@ const (
 	// DropWatchEvent: the events of every 100th revision are not sent
 	// to the watchers that are up to date.
 	DropWatchEvent = "drop-watch-event"
+	// AckBeforeCommit: the leader applies the entries it appends, and
+	// answers their requests, before a quorum has them (before its own
+	// fsync, too).
+	AckBeforeCommit = "ack-before-commit"
 )

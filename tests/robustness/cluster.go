@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/stratakv/strata/internal/failpoint"
 	"github.com/stratakv/strata/internal/loopback"
 	"github.com/stratakv/strata/tests/robustness/faultproxy"
 )
@@ -31,13 +34,20 @@ type Member struct {
 	Dir                    string
 	ClientProxy, PeerProxy *faultproxy.Proxy
 	clientPort, peerPort   int
-	args                   []string
-	bin                    string
-	env                    []string
-	cmd                    *exec.Cmd
-	exited                 chan struct{}
-	log                    *os.File
-	conn                   *grpc.ClientConn
+	// failpointPort serves gofail's HTTP endpoint (GOFAIL_HTTP).
+	failpointPort int
+	args          []string
+	bin           string
+	env           []string
+	// onceEnv is added to the environment of the next start only.
+	onceEnv []string
+	// Lost counts the bytes the member's crashes lost (data written but
+	// not yet fsynced).
+	Lost   int64
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    *os.File
+	conn   *grpc.ClientConn
 }
 
 // Endpoint is the member's client address, through its proxy.
@@ -55,7 +65,7 @@ type Cluster struct {
 // environment (which otherwise holds only PATH) and data under dir; seed
 // seeds the proxies' random choices.
 func StartCluster(bin string, env []string, dir string, n int, seed uint64) (*Cluster, error) {
-	ports, err := loopback.FreePorts(2 * n)
+	ports, err := loopback.FreePorts(3 * n)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +73,7 @@ func StartCluster(bin string, env []string, dir string, n int, seed uint64) (*Cl
 	var initial []string
 	for i := range n {
 		m := &Member{Name: fmt.Sprintf("m%d", i+1), Dir: filepath.Join(dir, fmt.Sprintf("m%d", i+1)),
-			clientPort: ports[2*i], peerPort: ports[2*i+1], bin: bin, env: env}
+			clientPort: ports[3*i], peerPort: ports[3*i+1], failpointPort: ports[3*i+2], bin: bin, env: env}
 		if m.ClientProxy, err = faultproxy.Listen("127.0.0.1:0", fmt.Sprintf("127.0.0.1:%d", m.clientPort), seed+uint64(2*i)); err != nil {
 			c.Stop()
 			return nil, err
@@ -84,8 +94,8 @@ func StartCluster(bin string, env []string, dir string, n int, seed uint64) (*Cl
 			fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", m.peerPort),
 			"--initial-advertise-peer-urls=http://" + m.PeerProxy.Addr(),
 			"--initial-cluster=" + strings.Join(initial, ","),
-			"--initial-cluster-token=robustness", "--initial-cluster-state=new",
-			"--log-level=info"}
+			"--initial-cluster-token=robustness", "--initial-cluster-state=new"}
+		m.args = append(m.args, commonFlags...)
 		if err := m.Start(); err != nil {
 			c.Stop()
 			return nil, err
@@ -103,13 +113,13 @@ func StartCluster(bin string, env []string, dir string, n int, seed uint64) (*Cl
 // AddReader adds a reader: a learner added through the writers, started
 // with --role=reader behind proxies of its own, once it answers.
 func (c *Cluster) AddReader(ctx context.Context) (*Member, error) {
-	ports, err := loopback.FreePorts(2)
+	ports, err := loopback.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
 	i := len(c.Members)
 	m := &Member{Name: fmt.Sprintf("r%d", i+1), Dir: filepath.Join(c.dir, fmt.Sprintf("r%d", i+1)), Reader: true,
-		clientPort: ports[0], peerPort: ports[1], bin: c.Members[0].bin, env: c.Members[0].env}
+		clientPort: ports[0], peerPort: ports[1], failpointPort: ports[2], bin: c.Members[0].bin, env: c.Members[0].env}
 	if m.ClientProxy, err = faultproxy.Listen("127.0.0.1:0", fmt.Sprintf("127.0.0.1:%d", m.clientPort), c.seed+uint64(2*i)); err != nil {
 		return nil, err
 	}
@@ -118,36 +128,73 @@ func (c *Cluster) AddReader(ctx context.Context) (*Member, error) {
 		return nil, err
 	}
 	c.Members = append(c.Members, m) // Stop closes its proxies from here on
+	c.initial = append(c.initial, m.Name+"=http://"+m.PeerProxy.Addr())
+	if m.conn, err = grpc.NewClient(m.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		return nil, err
+	}
+	if _, err := c.Join(ctx, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Join adds m (a reader, or a writer as a learner) to the cluster through
+// MemberAdd, starts it on its (empty) data dir with
+// --initial-cluster-state=existing, and waits until it answers. It
+// returns the new member's ID.
+func (c *Cluster) Join(ctx context.Context, m *Member) (uint64, error) {
 	peerURL := "http://" + m.PeerProxy.Addr()
+	var id uint64
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err = pb.NewClusterClient(c.Members[0].conn).MemberAdd(actx, &pb.MemberAddRequest{PeerURLs: []string{peerURL}, IsLearner: true})
+		r, err := c.clusterClient(m).MemberAdd(actx, &pb.MemberAddRequest{PeerURLs: []string{peerURL}, IsLearner: true})
 		cancel()
 		if err == nil {
+			id = r.Member.GetID()
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("adding %s as a learner: %w", m.Name, err)
+			return 0, fmt.Errorf("adding %s as a learner: %w", m.Name, err)
 		case <-time.After(200 * time.Millisecond): // the writers are still starting
 		}
 	}
-	c.initial = append(c.initial, m.Name+"="+peerURL)
-	m.args = []string{"--name=" + m.Name, "--data-dir=" + m.Dir, "--role=reader",
+	m.args = []string{"--name=" + m.Name, "--data-dir=" + m.Dir,
 		fmt.Sprintf("--listen-client-urls=http://127.0.0.1:%d", m.clientPort),
 		"--advertise-client-urls=http://" + m.ClientProxy.Addr(),
 		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", m.peerPort),
 		"--initial-advertise-peer-urls=" + peerURL,
 		"--initial-cluster=" + strings.Join(c.initial, ","),
-		"--initial-cluster-state=existing", "--log-level=info"}
-	if m.conn, err = grpc.NewClient(m.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
-		return nil, err
+		"--initial-cluster-state=existing"}
+	if m.Reader {
+		m.args = append(m.args, "--role=reader")
 	}
-	if err := m.Restart(ctx); err != nil {
-		return nil, err
-	}
-	return m, nil
+	m.args = append(m.args, commonFlags...)
+	return id, m.Restart(ctx)
 }
+
+// clusterClient is a Cluster client of the first writer other than
+// except that answers Status (member changes go through any writer).
+func (c *Cluster) clusterClient(except *Member) pb.ClusterClient {
+	for _, m := range c.Writers() {
+		if m == except || !m.Running() {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := m.Maintenance().Status(sctx, &pb.StatusRequest{})
+		cancel()
+		if err == nil {
+			return pb.NewClusterClient(m.conn)
+		}
+	}
+	return pb.NewClusterClient(c.Members[0].conn)
+}
+
+// commonFlags are every member's: a short log between snapshots, so that
+// the WAL is released (and a member that falls behind needs a snapshot)
+// many times a run, and small physical compaction batches, so that a
+// compaction takes several.
+var commonFlags = []string{"--log-level=info", "--snapshot-count=50", "--compaction-batch-limit=20"}
 
 // Writers and Readers split the members by role.
 func (c *Cluster) Writers() []*Member { return c.role(false) }
@@ -171,7 +218,10 @@ func (m *Member) Start() error {
 	}
 	m.cmd = exec.Command(m.bin, m.args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
-	m.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, m.env...)
+	m.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"),
+		fmt.Sprintf("GOFAIL_HTTP=127.0.0.1:%d", m.failpointPort), "STRATA_SYNC_LEDGER=" + m.ledger()}, m.env...)
+	m.cmd.Env = append(m.cmd.Env, m.onceEnv...)
+	m.onceEnv = nil
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := m.cmd.Start(); err != nil {
 		m.log.Close()
@@ -217,6 +267,11 @@ func (m *Member) Restart(ctx context.Context) error {
 	if err := m.Start(); err != nil {
 		return err
 	}
+	return m.WaitUp(ctx)
+}
+
+// WaitUp waits, up to a minute, until the started member answers Status.
+func (m *Member) WaitUp(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
@@ -293,4 +348,63 @@ func (c *Cluster) Leader(ctx context.Context) (*Member, error) {
 		case <-time.After(100 * time.Millisecond): // polls the members' status
 		}
 	}
+}
+
+// ledger is the member's crash ledger (failpoint.LoseUnsynced).
+func (m *Member) ledger() string { return m.Dir + ".ledger" }
+
+// Crash kills the member (if it is not dead already: a failpoint may have
+// crashed it) and then loses what its fsyncs had not made durable, as a
+// power loss would: every file the crash ledger names is cut back to its
+// last fsync.
+func (m *Member) Crash() error {
+	if m.Running() {
+		m.Kill()
+	}
+	lost, err := failpoint.LoseUnsynced(m.ledger())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // it never fsynced anything
+	}
+	m.Lost += lost
+	return err
+}
+
+// WaitExit waits, up to d, for the process to end by itself, and reports
+// whether it did.
+func (m *Member) WaitExit(d time.Duration) bool {
+	select {
+	case <-m.exited:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// SetFailpoint sets failpoint name to term ("panic", "sleep(100)") through
+// the member's gofail endpoint.
+func (m *Member) SetFailpoint(name, term string) error {
+	req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("http://127.0.0.1:%d/%s", m.failpointPort, name), strings.NewReader(term))
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s: setting failpoint %s=%s: %s: %s", m.Name, name, term, resp.Status, body)
+	}
+	return nil
+}
+
+// LogCount counts the lines of the member's log (all its lives) that
+// contain s.
+func (m *Member) LogCount(s string) int {
+	b, err := os.ReadFile(m.Dir + ".log")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), s)
 }

@@ -4,7 +4,6 @@ package robustness
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"slices"
 	"time"
@@ -23,20 +22,32 @@ type Write struct {
 	Delete   bool
 }
 
-// collectWrites watches every traffic key from revision 2 on m (a
-// Watcher, resuming broken streams) until it has seen the events up to
-// rev: the writes the cluster applied. Only the traffic writes, so every
-// revision from 2 to rev is an event.
-func collectWrites(ctx context.Context, m *Member, rev int64) ([]Write, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	w := Watch(ctx, m)
-	w.waitFor(rev, 30*time.Second)
-	cancel()
-	<-w.done
-	if got := w.next() - 1; got < rev {
-		return nil, fmt.Errorf("watch on %s: events up to revision %d after 30 s, the cluster is at %d", m.Name, got, rev)
+// appliedWrites are the writes the cluster applied through rev: the
+// events of the first watcher (they all watch every traffic key from
+// revision 2, resuming broken streams) to have them all, src's if it does.
+// Only the traffic writes, so every revision from 2 to rev is an event.
+func appliedWrites(watchers []*Watcher, src *Member, rev int64) ([]Write, error) {
+	slices.SortStableFunc(watchers, func(a, b *Watcher) int {
+		switch {
+		case a.m == src:
+			return -1
+		case b.m == src:
+			return 1
+		}
+		return 0
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, w := range watchers {
+			if w.next() > rev {
+				return w.Events(), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no watcher has the events up to revision %d after 30 s", rev)
+		}
+		time.Sleep(50 * time.Millisecond) // polls the watchers
 	}
-	return w.events, nil
 }
 
 // checkWrites checks the applied writes against themselves and against

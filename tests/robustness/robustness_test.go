@@ -4,10 +4,13 @@ package robustness
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -30,7 +33,7 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	strataBin = filepath.Join(dir, "strata")
-	build := exec.Command("go", "build", "-o", strataBin, "./cmd/strata")
+	build := exec.Command("go", "build", "-tags", "strata_failpoints", "-o", strataBin, "./cmd/strata")
 	build.Dir = "../.."
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building strata: %v\n%s", err, out)
@@ -42,7 +45,9 @@ func TestMain(m *testing.M) {
 }
 
 // seeds are the gate's seeds (one per fault type), or STRATA_ROBUSTNESS_SEED
-// alone, or STRATA_ROBUSTNESS_SEEDS of them from 1.
+// alone, or STRATA_ROBUSTNESS_SEEDS of them from 1; with
+// STRATA_ROBUSTNESS_FAULT=name, only (that many of) the seeds of that
+// fault.
 func seeds() []uint64 {
 	if s, err := strconv.ParseUint(os.Getenv("STRATA_ROBUSTNESS_SEED"), 10, 64); err == nil {
 		return []uint64{s}
@@ -51,12 +56,21 @@ func seeds() []uint64 {
 	if v, err := strconv.Atoi(os.Getenv("STRATA_ROBUSTNESS_SEEDS")); err == nil && v > 0 {
 		n = v
 	}
+	only := os.Getenv("STRATA_ROBUSTNESS_FAULT")
 	var out []uint64
-	for i := range n {
-		out = append(out, uint64(i+1))
+	for s := uint64(1); len(out) < n; s++ {
+		if only == "" || faultOf(s).Name == only {
+			out = append(out, s)
+		}
+		if s > uint64(n*len(Faults)) {
+			break // no fault has that name
+		}
 	}
 	return out
 }
+
+// faultOf is the seed's fault.
+func faultOf(seed uint64) Fault { return Faults[seed%uint64(len(Faults))] }
 
 // TestRobustness: for each seed, three writers (and, on half the seeds or
 // for a reader's fault, two readers) behind proxies, the etcd-style traffic
@@ -65,7 +79,7 @@ func seeds() []uint64 {
 // linearizable and the members' HashKV equal.
 func TestRobustness(t *testing.T) {
 	for _, seed := range seeds() {
-		f := Faults[seed%uint64(len(Faults))]
+		f := faultOf(seed)
 		// Even seeds have readers in the first pass over the faults,
 		// odd ones in the second, and so on: every fault meets both
 		// topologies within two passes.
@@ -138,7 +152,8 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 		}
 	}
 	at(run / 3)
-	undo, err := f.Inject(ctx, c)
+	fe := &Env{Cluster: c, Watchers: watchers, Rand: rand.New(rand.NewPCG(seed, 0x5eed)), Logf: t.Logf}
+	undo, err := f.Inject(ctx, fe)
 	if err != nil {
 		t.Fatalf("injecting %s: %v", f.Name, err)
 	}
@@ -153,10 +168,13 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 	defer ccancel()
 	recorded := h.Operations()
 	src, rev, err := lastRevision(cctx, c, recorded)
+	if errors.Is(err, errToldAhead) {
+		return fmt.Errorf("seed %d (%s): %w", seed, f.Name, err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	writes, err := collectWrites(cctx, src, rev)
+	writes, err := appliedWrites(slices.Clone(watchers), src, rev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,8 +198,12 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 		resumes += w.resumes
 		progress += len(w.progress)
 	}
-	t.Logf("%d operations, %d writes applied; of %d unknown writes, %d resolved by the watch, %d never applied or changed nothing; %d failed reads left out; %d watchers (%d resumed streams, %d progress notifications) agree: %s",
-		len(ops), len(writes), h.Unknown, resolved, dropped, h.FailedReads, len(watchers), resumes, progress, res)
+	var lost int64
+	for _, m := range c.Members {
+		lost += m.Lost
+	}
+	t.Logf("%d operations, %d writes applied; of %d unknown writes, %d resolved by the watch, %d never applied or changed nothing; %d failed reads left out; %d watchers (%d resumed streams, %d progress notifications) agree; %d unsynced bytes lost in crashes: %s",
+		len(ops), len(writes), h.Unknown, resolved, dropped, h.FailedReads, len(watchers), resumes, progress, lost, res)
 	if res != porcupine.Ok {
 		path := filepath.Join(dir, "history.html")
 		if err := porcupine.VisualizePath(model.Model, info, path); err != nil {
@@ -199,10 +221,16 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 	return nil
 }
 
+// errToldAhead: a client was told of a revision no member reaches (an
+// acknowledged write was lost, or never happened).
+var errToldAhead = errors.New("a client was told of a revision no member reaches within 30 s")
+
 // lastRevision is the cluster's last revision once the traffic stopped:
 // the highest any member reports or any client was told, and a member
 // that has reached it (through its watch, every write up to it).
 func lastRevision(ctx context.Context, c *Cluster, ops []porcupine.Operation) (*Member, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	var told int64
 	for _, op := range ops {
 		if r := op.Output.(model.Response); !r.Unknown {
@@ -225,7 +253,7 @@ func lastRevision(ctx context.Context, c *Cluster, ops []porcupine.Operation) (*
 		}
 		select {
 		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("no member reports revision %d, which a client was told (best %d)", told, rev)
+			return nil, 0, fmt.Errorf("%w: told %d, the best member is at %d", errToldAhead, told, rev)
 		case <-time.After(100 * time.Millisecond): // the members catch up
 		}
 	}
@@ -266,7 +294,7 @@ func checkHashKV(ctx context.Context, c *Cluster, rev int64) error {
 // strata_planted_bugs), once per test binary.
 var plantedBin = sync.OnceValues(func() (string, error) {
 	bin := filepath.Join(binDir, "strata-planted-bugs")
-	build := exec.Command("go", "build", "-tags", "strata_planted_bugs", "-o", bin, "./cmd/strata")
+	build := exec.Command("go", "build", "-tags", "strata_planted_bugs,strata_failpoints", "-o", bin, "./cmd/strata")
 	build.Dir = "../.."
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building strata with planted bugs: %v\n%s", err, out)
@@ -301,6 +329,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		{plantedbug.StaleReaderRead, "slow-reader", 2},
 		{plantedbug.ApplyTwice, "slow-links", 0},
 		{plantedbug.DropWatchEvent, "slow-links", 0},
+		{plantedbug.AckBeforeCommit, "slow-links", 0},
 	} {
 		t.Run(c.bug, func(t *testing.T) {
 			f := faultNamed(t, c.fault)

@@ -5,6 +5,7 @@ package robustness
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -106,6 +107,13 @@ func (w *Watcher) stream(ctx context.Context) {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// Events returns the events received so far.
+func (w *Watcher) Events() []Write {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.events)
 }
 
 // waitFor waits, up to timeout, until the watcher has the events up to
