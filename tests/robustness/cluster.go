@@ -89,9 +89,7 @@ func StartCluster(bin string, env []string, dir string, n int, seed uint64) (*Cl
 	c.initial = initial
 	for _, m := range c.Members {
 		m.args = []string{"--name=" + m.Name, "--data-dir=" + m.Dir,
-			fmt.Sprintf("--listen-client-urls=http://127.0.0.1:%d", m.clientPort),
 			"--advertise-client-urls=http://" + m.ClientProxy.Addr(),
-			fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", m.peerPort),
 			"--initial-advertise-peer-urls=http://" + m.PeerProxy.Addr(),
 			"--initial-cluster=" + strings.Join(initial, ","),
 			"--initial-cluster-token=robustness", "--initial-cluster-state=new"}
@@ -103,6 +101,14 @@ func StartCluster(bin string, env []string, dir string, n int, seed uint64) (*Cl
 	}
 	for _, m := range c.Members {
 		if m.conn, err = grpc.NewClient(m.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, m := range c.Members {
+		if err := m.WaitUp(ctx); err != nil {
 			c.Stop()
 			return nil, err
 		}
@@ -160,9 +166,7 @@ func (c *Cluster) Join(ctx context.Context, m *Member) (uint64, error) {
 		}
 	}
 	m.args = []string{"--name=" + m.Name, "--data-dir=" + m.Dir,
-		fmt.Sprintf("--listen-client-urls=http://127.0.0.1:%d", m.clientPort),
 		"--advertise-client-urls=http://" + m.ClientProxy.Addr(),
-		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", m.peerPort),
 		"--initial-advertise-peer-urls=" + peerURL,
 		"--initial-cluster=" + strings.Join(c.initial, ","),
 		"--initial-cluster-state=existing"}
@@ -216,7 +220,9 @@ func (m *Member) Start() error {
 	if m.log, err = os.OpenFile(m.Dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
 		return err
 	}
-	m.cmd = exec.Command(m.bin, m.args...)
+	listen := []string{fmt.Sprintf("--listen-client-urls=http://127.0.0.1:%d", m.clientPort),
+		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", m.peerPort)}
+	m.cmd = exec.Command(m.bin, append(listen, m.args...)...)
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 	m.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"),
 		fmt.Sprintf("GOFAIL_HTTP=127.0.0.1:%d", m.failpointPort), "STRATA_SYNC_LEDGER=" + m.ledger()}, m.env...)
@@ -271,15 +277,25 @@ func (m *Member) Restart(ctx context.Context) error {
 }
 
 // WaitUp waits, up to a minute, until the started member answers Status.
+// A member that could not bind one of its ports (another process took it
+// since it was picked) is given new ones, behind the same proxies, and
+// started again.
 func (m *Member) WaitUp(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	for {
+	for rebinds := 0; ; {
 		sctx, scancel := context.WithTimeout(ctx, time.Second)
 		_, err := m.Maintenance().Status(sctx, &pb.StatusRequest{})
 		scancel()
 		if err == nil {
 			return nil
+		}
+		if !m.Running() && rebinds < 3 && m.bindFailed() {
+			rebinds++
+			if err := m.rebind(); err != nil {
+				return err
+			}
+			continue
 		}
 		if !m.Running() {
 			return fmt.Errorf("%s exited on restart (see %s.log)", m.Name, m.Dir)
@@ -407,4 +423,27 @@ func (m *Member) LogCount(s string) int {
 		return 0
 	}
 	return strings.Count(string(b), s)
+}
+
+// bindFailed reports whether the member's last words were a port taken.
+func (m *Member) bindFailed() bool {
+	b, err := os.ReadFile(m.Dir + ".log")
+	if err != nil {
+		return false
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Contains(lines[len(lines)-1], "address already in use")
+}
+
+// rebind picks new ports for the member's listeners, points its proxies
+// at them, and starts it again.
+func (m *Member) rebind() error {
+	ports, err := loopback.FreePorts(3)
+	if err != nil {
+		return err
+	}
+	m.clientPort, m.peerPort, m.failpointPort = ports[0], ports[1], ports[2]
+	m.ClientProxy.SetTarget(fmt.Sprintf("127.0.0.1:%d", m.clientPort))
+	m.PeerProxy.SetTarget(fmt.Sprintf("127.0.0.1:%d", m.peerPort))
+	return m.Start()
 }

@@ -14,12 +14,13 @@ import (
 )
 
 // Write is one event of the cluster's history: a put or delete of Key at
-// Revision.
+// Revision (a put's Lease, if attached to one).
 type Write struct {
 	Revision int64
 	Key      string
 	Value    string
 	Delete   bool
+	Lease    int64
 }
 
 // appliedWrites are the writes the cluster applied through rev: the
@@ -50,17 +51,41 @@ func appliedWrites(watchers []*Watcher, src *Member, rev int64) ([]Write, error)
 	}
 }
 
+// wrote reports whether op's response says it changed the store, with
+// the key it wrote (a revocation is not counted: its response does not
+// say whether it deleted anything).
+func wrote(op porcupine.Operation) bool {
+	req, resp := op.Input.(model.Request), op.Output.(model.Response)
+	if resp.Unknown || resp.LeaseNotFound {
+		return false
+	}
+	switch req.Kind {
+	case model.Put, model.PutLease:
+		return true
+	case model.CAS:
+		return resp.Succeeded
+	case model.Delete, model.CASDelete:
+		return resp.Deleted > 0
+	}
+	return false
+}
+
+func isDelete(k model.Kind) bool { return k == model.Delete || k == model.CASDelete }
+
 // checkWrites checks the applied writes against themselves and against
-// what the clients were told: one event per revision from 2 on, in order
-// and without gaps; every value written once (no entry applied twice); and
-// every acknowledged put, successful swap and delete at the revision its
+// what the clients were told: revisions from 2 on, in order and without
+// gaps, one event each but for a revocation's deletes, which share one;
+// every value written once (no entry applied twice); and every
+// acknowledged put, successful swap and delete at the revision its
 // response named. A watch that dropped or invented an event fails here.
 func checkWrites(ops []porcupine.Operation, writes []Write) error {
-	byRev := map[int64]Write{}
+	byRev := map[int64][]Write{}
 	seen := map[string]int64{}
+	prev := Write{Revision: 1}
 	for i, w := range writes {
-		if w.Revision != int64(i)+2 {
-			return fmt.Errorf("applied writes: event %d is at revision %d, want %d (a gap, a repeat or out of order)", i, w.Revision, i+2)
+		shared := w.Revision == prev.Revision && w.Delete && prev.Delete && i > 0
+		if w.Revision != prev.Revision+1 && !shared {
+			return fmt.Errorf("applied writes: event %d is at revision %d after revision %d (a gap, a repeat or out of order)", i, w.Revision, prev.Revision)
 		}
 		if !w.Delete {
 			if r, ok := seen[w.Value]; ok {
@@ -68,23 +93,22 @@ func checkWrites(ops []porcupine.Operation, writes []Write) error {
 			}
 			seen[w.Value] = w.Revision
 		}
-		byRev[w.Revision] = w
+		byRev[w.Revision] = append(byRev[w.Revision], w)
+		prev = w
 	}
 	for _, op := range ops {
+		if !wrote(op) {
+			continue
+		}
 		req, resp := op.Input.(model.Request), op.Output.(model.Response)
-		if resp.Unknown {
-			continue
-		}
-		wrote := req.Kind == model.Put || (req.Kind == model.CAS && resp.Succeeded) || (req.Kind == model.Delete && resp.Deleted > 0)
-		if !wrote {
-			continue
-		}
-		w, ok := byRev[resp.Revision]
-		switch {
-		case !ok:
+		ws, ok := byRev[resp.Revision]
+		if !ok {
 			return fmt.Errorf("acknowledged %v of %s at revision %d is not among the applied writes", req.Kind, req.Key, resp.Revision)
-		case w.Key != req.Key || w.Delete != (req.Kind == model.Delete) || (!w.Delete && w.Value != req.Value):
-			return fmt.Errorf("acknowledged %v of %s=%q at revision %d, but revision %d applied %+v", req.Kind, req.Key, req.Value, resp.Revision, w.Revision, w)
+		}
+		if !slices.ContainsFunc(ws, func(w Write) bool {
+			return w.Key == req.Key && w.Delete == isDelete(req.Kind) && (w.Delete || w.Value == req.Value)
+		}) {
+			return fmt.Errorf("acknowledged %v of %s=%q at revision %d, but revision %d applied %+v", req.Kind, req.Key, req.Value, resp.Revision, resp.Revision, ws)
 		}
 	}
 	return nil
@@ -97,13 +121,20 @@ func checkWrites(ops []porcupine.Operation, writes []Write) error {
 //     revision R happened there; one whose value was never written changed
 //     nothing (a swap may have failed its compare; that changes nothing
 //     either) and leaves the history;
+//   - the deletes at one revision of the keys attached to lease L (the
+//     traffic's lease keys, which nothing else deletes) are L's
+//     revocation: an unknown revocation of L with such a revision happened
+//     there, one without changed no key and leaves the history (its
+//     client never used L again, so whether L still exists is never seen);
 //   - a delete event of key K at revision R that no acknowledged delete
 //     accounts for was made by an unknown delete of K: the events of K are
 //     matched, in revision order, to K's unknown deletes in call order
 //     (the earliest call is the least constrained choice, since an unknown
 //     operation's only bound is its call). K's unknown deletes left over
 //     deleted nothing or never ran, neither of which changes the store,
-//     and leave the history.
+//     and leave the history;
+//   - an unknown lease grant leaves the history: its client never used
+//     the lease.
 //
 // This is what etcd's robustness tests do with their watch streams.
 func patch(ops []porcupine.Operation, writes []Write) (_ []porcupine.Operation, resolved, dropped int) {
@@ -116,13 +147,20 @@ func patch(ops []porcupine.Operation, writes []Write) (_ []porcupine.Operation, 
 	acked := map[int64]bool{} // revisions of acknowledged deletes
 	for _, op := range ops {
 		req, resp := op.Input.(model.Request), op.Output.(model.Response)
-		if req.Kind == model.Delete && !resp.Unknown && resp.Deleted > 0 {
+		if isDelete(req.Kind) && wrote(op) {
 			acked[resp.Revision] = true
 		}
 	}
 	unclaimed := map[string][]int64{} // key -> delete revisions no acknowledged delete made
+	revoked := map[int64]int64{}      // lease -> revision its keys were deleted at
+	lease := map[string]int64{}       // key -> lease of its last put
 	for _, w := range writes {
-		if w.Delete && !acked[w.Revision] {
+		switch {
+		case !w.Delete:
+			lease[w.Key] = w.Lease
+		case lease[w.Key] != 0:
+			revoked[lease[w.Key]] = w.Revision
+		case !acked[w.Revision]:
 			unclaimed[w.Key] = append(unclaimed[w.Key], w.Revision)
 		}
 	}
@@ -135,7 +173,7 @@ func patch(ops []porcupine.Operation, writes []Write) (_ []porcupine.Operation, 
 	deleteAt := map[int]int64{} // op index -> revision it deleted at
 	for _, i := range order {
 		req, resp := ops[i].Input.(model.Request), ops[i].Output.(model.Response)
-		if req.Kind != model.Delete || !resp.Unknown {
+		if !isDelete(req.Kind) || !resp.Unknown {
 			continue
 		}
 		if revs := unclaimed[req.Key]; len(revs) > 0 {
@@ -146,15 +184,19 @@ func patch(ops []porcupine.Operation, writes []Write) (_ []porcupine.Operation, 
 	var out []porcupine.Operation
 	for i, op := range ops {
 		req, resp := op.Input.(model.Request), op.Output.(model.Response)
-		if !resp.Unknown || req.Kind == model.Get {
+		if !resp.Unknown || req.Kind == model.Get || req.Kind == model.List {
 			out = append(out, op)
 			continue
 		}
 		var rev int64
 		var ok bool
-		if req.Kind == model.Delete {
+		switch req.Kind {
+		case model.Delete, model.CASDelete:
 			rev, ok = deleteAt[i]
-		} else {
+		case model.LeaseRevoke:
+			rev, ok = revoked[req.Lease]
+		case model.LeaseGrant:
+		default:
 			rev, ok = at[req.Value]
 		}
 		if !ok {
@@ -164,6 +206,10 @@ func patch(ops []porcupine.Operation, writes []Write) (_ []porcupine.Operation, 
 		switch req.Kind {
 		case model.Delete:
 			op.Output = model.Response{Revision: rev, Deleted: 1}
+		case model.CASDelete:
+			op.Output = model.Response{Revision: rev, Deleted: 1, Succeeded: true}
+		case model.LeaseRevoke:
+			op.Output = model.Response{Revision: rev}
 		default:
 			op.Output = model.Response{Revision: rev, Succeeded: req.Kind == model.CAS}
 		}

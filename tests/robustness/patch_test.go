@@ -26,7 +26,8 @@ func TestCheckWrites(t *testing.T) {
 		writes []Write
 		want   string
 	}{
-		"gap":           {[]Write{{Revision: 2, Key: "a", Value: "1"}, {Revision: 4, Key: "b", Value: "2"}}, "want 3"},
+		"gap":           {[]Write{{Revision: 2, Key: "a", Value: "1"}, {Revision: 4, Key: "b", Value: "2"}}, "at revision 4 after revision 2"},
+		"shared put":    {[]Write{{Revision: 2, Key: "a", Value: "1"}, {Revision: 2, Key: "b", Value: "2"}}, "at revision 2 after revision 2"},
 		"applied twice": {[]Write{{Revision: 2, Key: "a", Value: "1"}, {Revision: 3, Key: "a", Value: "1"}}, "applied twice"},
 		"lost ack":      {[]Write{{Revision: 2, Key: "b", Value: "2"}}, "revision 2 applied"},
 		"missing ack":   {nil, "not among the applied writes"},
@@ -62,5 +63,42 @@ func TestPatch(t *testing.T) {
 	}
 	if r := out[2].Output.(model.Response); out[2].Call != 2 || r != (model.Response{Revision: 4, Deleted: 1}) {
 		t.Fatalf("the unknown delete became %+v (call %d)", r, out[2].Call)
+	}
+}
+
+// TestPatchLeases: a revocation's deletes share a revision and are
+// claimed by the unknown revocation of the lease their keys were put
+// with; an unknown grant, and an unknown revocation that deleted nothing,
+// leave the history.
+func TestPatchLeases(t *testing.T) {
+	unknown := func(req model.Request) porcupine.Operation {
+		return porcupine.Operation{Input: req, Output: model.Response{Unknown: true}, Return: math.MaxInt64}
+	}
+	ops := []porcupine.Operation{
+		{Input: model.Request{Kind: model.LeaseGrant, Lease: 7}, Output: model.Response{Revision: 1}, Return: 1},
+		unknown(model.Request{Kind: model.LeaseGrant, Lease: 8}),
+		unknown(model.Request{Kind: model.PutLease, Key: "keyL0", Value: "1", Lease: 7}),
+		{Input: model.Request{Kind: model.PutLease, Key: "keyL1", Value: "2", Lease: 7}, Output: model.Response{Revision: 3}, Return: 1},
+		unknown(model.Request{Kind: model.LeaseRevoke, Lease: 7}),
+		unknown(model.Request{Kind: model.LeaseRevoke, Lease: 9}),
+	}
+	writes := []Write{
+		{Revision: 2, Key: "keyL0", Value: "1", Lease: 7},
+		{Revision: 3, Key: "keyL1", Value: "2", Lease: 7},
+		{Revision: 4, Key: "keyL0", Delete: true},
+		{Revision: 4, Key: "keyL1", Delete: true},
+	}
+	if err := checkWrites(ops, writes); err != nil {
+		t.Fatalf("a revocation's shared revision refused: %v", err)
+	}
+	out, resolved, dropped := patch(ops, writes)
+	if resolved != 2 || dropped != 2 || len(out) != 4 {
+		t.Fatalf("resolved %d, dropped %d, kept %d operations", resolved, dropped, len(out))
+	}
+	if r := out[3].Output.(model.Response); out[3].Input.(model.Request).Kind != model.LeaseRevoke || r != (model.Response{Revision: 4}) {
+		t.Fatalf("the unknown revocation became %+v", r)
+	}
+	if ok, _ := porcupine.CheckOperationsVerbose(model.Model, out, 0); ok != porcupine.Ok {
+		t.Fatalf("the patched history is %v", ok)
 	}
 }

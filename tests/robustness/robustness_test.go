@@ -6,18 +6,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/anishathalye/porcupine"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
 
 	"github.com/stratakv/strata/internal/plantedbug"
 	"github.com/stratakv/strata/tests/robustness/model"
@@ -79,27 +82,36 @@ func faultOf(seed uint64) Fault { return Faults[seed%uint64(len(Faults))] }
 // linearizable and the members' HashKV equal.
 func TestRobustness(t *testing.T) {
 	for _, seed := range seeds() {
-		f := faultOf(seed)
-		// Even seeds have readers in the first pass over the faults,
-		// odd ones in the second, and so on: every fault meets both
-		// topologies within two passes.
-		readers := 0
-		if (seed%2 == 0) != ((seed-1)/uint64(len(Faults))%2 == 1) || f.Readers {
-			readers = 2
-		}
-		t.Run(fmt.Sprintf("seed=%d/%s/readers=%d", seed, f.Name, readers), func(t *testing.T) {
-			if err := runSeed(t, strataBin, nil, seed, f, readers, true); err != nil {
+		f, readers, profile := plan(seed)
+		t.Run(fmt.Sprintf("seed=%d/%s/readers=%d/%s", seed, f.Name, readers, profile), func(t *testing.T) {
+			if err := runSeed(t, strataBin, nil, seed, f, readers, profile, true); err != nil {
 				t.Fatal(err)
 			}
 		})
 	}
 }
 
+// plan is what a seed runs: its fault, its readers, its traffic. Seeds
+// pass over the faults in order; over four passes each fault meets both
+// topologies (a reader's fault: only the one with readers) under both
+// traffic profiles, and one pass mixes them all.
+func plan(seed uint64) (f Fault, readers int, profile Profile) {
+	i, pass := seed%uint64(len(Faults)), (seed-1)/uint64(len(Faults))
+	f = Faults[i]
+	if (pass+i)%2 == 1 || f.Readers {
+		readers = 2
+	}
+	if (pass/2+i/2)%2 == 1 {
+		profile = Kubernetes
+	}
+	return f, readers, profile
+}
+
 // runSeed runs one seed of bin (env added to its members' environment)
 // and returns the violation its checks found, if any; it fails t on
 // anything else (the cluster did not start, a fault could not be
 // injected).
-func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, readers int, keep bool) (violation error) {
+func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, readers int, profile Profile, keep bool) (violation error) {
 	dir, err := os.MkdirTemp("", fmt.Sprintf("strata-robustness-%d-", seed))
 	if err != nil {
 		t.Fatal(err)
@@ -127,12 +139,12 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 			t.Fatal(err)
 		}
 	}
-	var kvs []pb.KVClient
+	var conns []grpc.ClientConnInterface
 	wctx, stopWatchers := context.WithCancel(ctx)
 	defer stopWatchers()
 	var watchers []*Watcher
 	for _, m := range c.Members {
-		kvs = append(kvs, m.KV())
+		conns = append(conns, m.conn)
 		watchers = append(watchers, Watch(wctx, m))
 	}
 	const run = 6 * time.Second
@@ -142,7 +154,7 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 	traffic := make(chan struct{})
 	go func() {
 		defer close(traffic)
-		Traffic{Clients: 2 * len(kvs), Keys: 4, Rate: 40, Timeout: 2 * time.Second}.Run(tctx, seed, kvs, h)
+		Traffic{Profile: profile, Clients: 2 * len(conns), Keys: 4, Rate: 40, Timeout: 2 * time.Second}.Run(tctx, seed, conns, h)
 	}()
 	defer func() { stopTraffic(); <-traffic }()
 	at := func(d time.Duration) {
@@ -202,6 +214,7 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 	for _, m := range c.Members {
 		lost += m.Lost
 	}
+	t.Logf("answered: %s", answeredByKind(ops))
 	t.Logf("%d operations, %d writes applied; of %d unknown writes, %d resolved by the watch, %d never applied or changed nothing; %d failed reads left out; %d watchers (%d resumed streams, %d progress notifications) agree; %d unsynced bytes lost in crashes: %s",
 		len(ops), len(writes), h.Unknown, resolved, dropped, h.FailedReads, len(watchers), resumes, progress, lost, res)
 	if res != porcupine.Ok {
@@ -334,7 +347,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		t.Run(c.bug, func(t *testing.T) {
 			f := faultNamed(t, c.fault)
 			for seed := uint64(1); seed <= 3; seed++ {
-				if err := runSeed(t, bin, []string{"STRATA_PLANTED_BUG=" + c.bug}, seed, f, c.readers, false); err != nil {
+				if err := runSeed(t, bin, []string{"STRATA_PLANTED_BUG=" + c.bug}, seed, f, c.readers, Etcd, false); err != nil {
 					t.Logf("caught: %v", err)
 					return
 				}
@@ -342,4 +355,19 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 			t.Fatalf("%s went unnoticed in three seeds", c.bug)
 		})
 	}
+}
+
+// answeredByKind counts the operations with a definite answer, by kind.
+func answeredByKind(ops []porcupine.Operation) string {
+	n := map[model.Kind]int{}
+	for _, op := range ops {
+		if !op.Output.(model.Response).Unknown {
+			n[op.Input.(model.Request).Kind]++
+		}
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(n)) {
+		parts = append(parts, fmt.Sprintf("%v %d", k, n[k]))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -100,7 +100,8 @@ func (w *Watcher) stream(ctx context.Context) {
 		}
 		w.mu.Lock()
 		for _, e := range r.Events {
-			w.events = append(w.events, Write{Revision: e.Kv.ModRevision, Key: string(e.Kv.Key), Value: string(e.Kv.Value), Delete: e.Type == mvccpb.DELETE})
+			w.events = append(w.events, Write{Revision: e.Kv.ModRevision, Key: string(e.Kv.Key), Value: string(e.Kv.Value),
+				Delete: e.Type == mvccpb.DELETE, Lease: e.Kv.Lease})
 		}
 		if len(r.Events) == 0 && !r.Created && r.Header.GetRevision() > 0 {
 			w.progress = append(w.progress, progressMark{revision: r.Header.GetRevision(), events: len(w.events)})
@@ -125,11 +126,12 @@ func (w *Watcher) waitFor(rev int64, timeout time.Duration) {
 	}
 }
 
-// checkWatch checks what a watcher saw against the applied writes (from
-// revision 2, one per revision): the same events in the same order, none
-// missing, none twice (ordered, unique, reliable, and resumable across
-// broken streams), through rev; and no progress notification ahead of the
-// events delivered before it (bookmarkable).
+// check checks what a watcher saw against the applied writes (every
+// event from revision 2 through rev): the same events in the same order,
+// none missing, none twice (ordered, unique, reliable, and resumable
+// across broken streams), through rev; and no progress notification ahead
+// of the events delivered before it (bookmarkable): the first event not
+// yet delivered when it came must be past its revision.
 func (w *Watcher) check(writes []Write, rev int64) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -141,12 +143,12 @@ func (w *Watcher) check(writes []Write, rev int64) error {
 			return fmt.Errorf("watch on %s: event %d is %+v, the cluster applied %+v (a gap, a repeat, out of order, or wrong content)", w.m.Name, i, e, writes[i])
 		}
 	}
-	if got := int64(len(w.events)) + 1; got < rev {
-		return fmt.Errorf("watch on %s: events up to revision %d, the cluster is at %d", w.m.Name, got, rev)
+	if len(w.events) < len(writes) {
+		return fmt.Errorf("watch on %s: events up to revision %d, the cluster is at %d", w.m.Name, writes[len(w.events)].Revision-1, rev)
 	}
 	for _, p := range w.progress {
-		if delivered := int64(p.events) + 1; p.revision > delivered {
-			return fmt.Errorf("watch on %s: progress notification at revision %d after events up to revision %d only", w.m.Name, p.revision, delivered)
+		if p.events < len(writes) && writes[p.events].Revision <= p.revision {
+			return fmt.Errorf("watch on %s: progress notification at revision %d before the event at revision %d", w.m.Name, p.revision, writes[p.events].Revision)
 		}
 	}
 	return nil

@@ -28,11 +28,11 @@ const DefaultLossPenalty = 200 * time.Millisecond
 
 // Proxy forwards the TCP connections it accepts to a target address.
 type Proxy struct {
-	ln     net.Listener
-	target string
+	ln net.Listener
 
 	mu struct {
 		sync.Mutex
+		target string
 		faults Faults
 		// changed is closed and replaced whenever the faults change
 		// or the proxy closes, waking whoever waits out a blackhole.
@@ -88,7 +88,8 @@ func Listen(addr, target string, seed uint64) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: target}
+	p := &Proxy{ln: ln}
+	p.mu.target = target
 	p.mu.changed = make(chan struct{})
 	p.mu.links = map[*link]struct{}{}
 	p.mu.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
@@ -100,7 +101,18 @@ func Listen(addr, target string, seed uint64) (*Proxy, error) {
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // Target is the address it forwards to.
-func (p *Proxy) Target() string { return p.target }
+func (p *Proxy) Target() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.target
+}
+
+// SetTarget points the connections accepted from now on at target.
+func (p *Proxy) SetTarget(target string) {
+	p.mu.Lock()
+	p.mu.target = target
+	p.mu.Unlock()
+}
 
 // Set replaces the proxy's faults, for open connections and new ones.
 func (p *Proxy) Set(f Faults) {
@@ -189,7 +201,7 @@ func (p *Proxy) serve(l *link) {
 	if !p.waitPassable(l) {
 		return
 	}
-	s, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	s, err := net.DialTimeout("tcp", p.Target(), 5*time.Second)
 	if err != nil {
 		return // the client sees its connection end, as a refused one would
 	}

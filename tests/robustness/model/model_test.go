@@ -91,3 +91,49 @@ func TestDescribe(t *testing.T) {
 		t.Fatalf("describe operation = %s", got)
 	}
 }
+
+func TestLeases(t *testing.T) {
+	check(t, "revoke deletes the lease's keys at one revision", porcupine.Ok,
+		op(0, 0, 1, Request{Kind: LeaseGrant, Lease: 7}, Response{Revision: 1}),
+		op(0, 2, 3, Request{Kind: PutLease, Key: "a", Value: "1", Lease: 7}, Response{Revision: 2}),
+		op(0, 4, 5, Request{Kind: PutLease, Key: "b", Value: "2", Lease: 7}, Response{Revision: 3}),
+		op(0, 6, 7, Request{Kind: Put, Key: "c", Value: "3"}, Response{Revision: 4}),
+		op(0, 8, 9, Request{Kind: LeaseRevoke, Lease: 7}, Response{Revision: 5}),
+		op(0, 10, 11, Request{Kind: List}, Response{Revision: 5, List: "c=3@4"}),
+		op(0, 12, 13, Request{Kind: PutLease, Key: "a", Value: "4", Lease: 7}, Response{LeaseNotFound: true}),
+		op(0, 14, 15, Request{Kind: LeaseRevoke, Lease: 7}, Response{LeaseNotFound: true}),
+	)
+	check(t, "a put without the lease detaches the key", porcupine.Ok,
+		op(0, 0, 1, Request{Kind: LeaseGrant, Lease: 7}, Response{Revision: 1}),
+		op(0, 2, 3, Request{Kind: PutLease, Key: "a", Value: "1", Lease: 7}, Response{Revision: 2}),
+		op(0, 4, 5, Request{Kind: Put, Key: "a", Value: "2"}, Response{Revision: 3}),
+		op(0, 6, 7, Request{Kind: LeaseRevoke, Lease: 7}, Response{Revision: 3}),
+		op(0, 8, 9, Request{Kind: Get, Key: "a"}, Response{Revision: 3, Found: true, Value: "2", ModRevision: 3}),
+	)
+	check(t, "a key outlives its revoked lease", porcupine.Illegal,
+		op(0, 0, 1, Request{Kind: LeaseGrant, Lease: 7}, Response{Revision: 1}),
+		op(0, 2, 3, Request{Kind: PutLease, Key: "a", Value: "1", Lease: 7}, Response{Revision: 2}),
+		op(0, 4, 5, Request{Kind: LeaseRevoke, Lease: 7}, Response{Revision: 3}),
+		op(0, 6, 7, Request{Kind: Get, Key: "a"}, Response{Revision: 3, Found: true, Value: "1", ModRevision: 2}),
+	)
+	check(t, "a granted lease not found", porcupine.Illegal,
+		op(0, 0, 1, Request{Kind: LeaseGrant, Lease: 7}, Response{Revision: 1}),
+		op(0, 2, 3, Request{Kind: PutLease, Key: "a", Value: "1", Lease: 7}, Response{LeaseNotFound: true}),
+	)
+}
+
+func TestKubernetesWrites(t *testing.T) {
+	check(t, "create, conflicting create, update, delete", porcupine.Ok,
+		op(0, 0, 1, Request{Kind: CAS, Key: "a", Value: "1", ElseGet: true}, Response{Revision: 2, Succeeded: true}),
+		op(0, 2, 3, Request{Kind: CAS, Key: "a", Value: "x", ElseGet: true}, Response{Revision: 2, Found: true, Value: "1", ModRevision: 2}),
+		op(0, 4, 5, Request{Kind: CAS, Key: "a", Value: "2", Expect: 2, ElseGet: true}, Response{Revision: 3, Succeeded: true}),
+		op(0, 6, 7, Request{Kind: CASDelete, Key: "a", Expect: 2, ElseGet: true}, Response{Revision: 3, Found: true, Value: "2", ModRevision: 3}),
+		op(0, 8, 9, Request{Kind: CASDelete, Key: "a", Expect: 3, ElseGet: true}, Response{Revision: 4, Succeeded: true, Deleted: 1}),
+		op(0, 10, 11, Request{Kind: CASDelete, Key: "a", ElseGet: true}, Response{Revision: 4, Succeeded: true}),
+		op(0, 12, 13, Request{Kind: List}, Response{Revision: 4}),
+	)
+	check(t, "a list missing an acknowledged create", porcupine.Illegal,
+		op(0, 0, 1, Request{Kind: CAS, Key: "a", Value: "1", ElseGet: true}, Response{Revision: 2, Succeeded: true}),
+		op(1, 2, 3, Request{Kind: List}, Response{Revision: 2}),
+	)
+}
