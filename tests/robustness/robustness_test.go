@@ -60,6 +60,9 @@ func seeds() []uint64 {
 		n = v
 	}
 	only := os.Getenv("STRATA_ROBUSTNESS_FAULT")
+	if per, err := strconv.Atoi(os.Getenv("STRATA_ROBUSTNESS_PER")); err == nil && per > 0 {
+		return seedsPer(per, only)
+	}
 	var out []uint64
 	for s := uint64(1); len(out) < n; s++ {
 		if only == "" || faultOf(s).Name == only {
@@ -67,6 +70,36 @@ func seeds() []uint64 {
 		}
 		if s > uint64(n*len(Faults)) {
 			break // no fault has that name
+		}
+	}
+	return out
+}
+
+// seedsPer are the first seeds that give every fault (or only the one
+// named) per runs in each of its topologies: both for a writer's fault,
+// the one with readers for a reader's.
+func seedsPer(per int, only string) []uint64 {
+	count := map[[2]int]int{} // (fault, readers) -> seeds
+	want := 0
+	for _, f := range Faults {
+		if only != "" && f.Name != only {
+			continue
+		}
+		want += per
+		if !f.Readers {
+			want += per
+		}
+	}
+	var out []uint64
+	for s := uint64(1); len(out) < want; s++ {
+		f, readers, _ := plan(s)
+		if only != "" && f.Name != only {
+			continue
+		}
+		k := [2]int{int(s % uint64(len(Faults))), readers}
+		if count[k] < per {
+			count[k]++
+			out = append(out, s)
 		}
 	}
 	return out
@@ -81,14 +114,66 @@ func faultOf(seed uint64) Fault { return Faults[seed%uint64(len(Faults))] }
 // first third of the traffic to the second; then the history must be
 // linearizable and the members' HashKV equal.
 func TestRobustness(t *testing.T) {
+	var tl tally
+	t.Cleanup(func() { t.Log(tl.String()) }) // after every subtest, parallel ones included
+	parallel := os.Getenv("STRATA_ROBUSTNESS_PARALLEL") != ""
 	for _, seed := range seeds() {
 		f, readers, profile := plan(seed)
 		t.Run(fmt.Sprintf("seed=%d/%s/readers=%d/%s", seed, f.Name, readers, profile), func(t *testing.T) {
-			if err := runSeed(t, strataBin, nil, seed, f, readers, profile, true); err != nil {
-				t.Fatal(err)
+			if parallel {
+				t.Parallel()
+			}
+			var ops int
+			var violation error
+			defer func() { tl.add(f.Name, readers, ops, violation, t.Failed()) }()
+			if violation = runSeed(t, strataBin, nil, seed, f, readers, profile, true, &ops); violation != nil {
+				t.Fatal(violation)
 			}
 		})
 	}
+}
+
+// tally sums up a run of seeds: runs by fault and topology, operations,
+// violations, and runs that failed otherwise (inconclusive checks, a
+// cluster that would not start or heal).
+type tally struct {
+	mu         sync.Mutex
+	runs       map[string][2]int // fault -> runs without, with readers
+	ops        int
+	violations []string
+	other      int
+}
+
+func (tl *tally) add(fault string, readers, ops int, violation error, failed bool) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if tl.runs == nil {
+		tl.runs = map[string][2]int{}
+	}
+	r := tl.runs[fault]
+	r[min(readers, 1)]++
+	tl.runs[fault] = r
+	tl.ops += ops
+	switch {
+	case violation != nil:
+		tl.violations = append(tl.violations, violation.Error())
+	case failed:
+		tl.other++
+	}
+}
+
+func (tl *tally) String() string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	var b strings.Builder
+	total := 0
+	for _, f := range Faults {
+		r := tl.runs[f.Name]
+		total += r[0] + r[1]
+		fmt.Fprintf(&b, "\n  %-24s %4d without readers, %4d with", f.Name, r[0], r[1])
+	}
+	return fmt.Sprintf("%d runs, %d operations, %d violations, %d runs failed otherwise; by fault:%s%s",
+		total, tl.ops, len(tl.violations), tl.other, b.String(), strings.Join(append([]string{""}, tl.violations...), "\n  violation: "))
 }
 
 // plan is what a seed runs: its fault, its readers, its traffic. Seeds
@@ -111,7 +196,7 @@ func plan(seed uint64) (f Fault, readers int, profile Profile) {
 // and returns the violation its checks found, if any; it fails t on
 // anything else (the cluster did not start, a fault could not be
 // injected).
-func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, readers int, profile Profile, keep bool) (violation error) {
+func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, readers int, profile Profile, keep bool, nops *int) (violation error) {
 	dir, err := os.MkdirTemp("", fmt.Sprintf("strata-robustness-%d-", seed))
 	if err != nil {
 		t.Fatal(err)
@@ -214,6 +299,7 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 	for _, m := range c.Members {
 		lost += m.Lost
 	}
+	*nops = len(ops)
 	t.Logf("answered: %s", answeredByKind(ops))
 	t.Logf("%d operations, %d writes applied; of %d unknown writes, %d resolved by the watch, %d never applied or changed nothing; %d failed reads left out; %d watchers (%d resumed streams, %d progress notifications) agree; %d unsynced bytes lost in crashes: %s",
 		len(ops), len(writes), h.Unknown, resolved, dropped, h.FailedReads, len(watchers), resumes, progress, lost, res)
@@ -347,7 +433,8 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		t.Run(c.bug, func(t *testing.T) {
 			f := faultNamed(t, c.fault)
 			for seed := uint64(1); seed <= 3; seed++ {
-				if err := runSeed(t, bin, []string{"STRATA_PLANTED_BUG=" + c.bug}, seed, f, c.readers, Etcd, false); err != nil {
+				var ops int
+				if err := runSeed(t, bin, []string{"STRATA_PLANTED_BUG=" + c.bug}, seed, f, c.readers, Etcd, false, &ops); err != nil {
 					t.Logf("caught: %v", err)
 					return
 				}
