@@ -6,10 +6,11 @@
 //     go.etcd.io/etcd/client/v3, raw etcdserverpb gRPC). The oracle is a real
 //     etcd v3.7.3: every compatibility test runs the same script against a
 //     fresh etcd and a fresh strata and requires the same answers.
-//   - tests/robustness: the fault-injection suite (issue 7, being built):
-//     real members behind fault proxies (faultproxy), seeded faults,
-//     clients that never retry a write, and porcupine's linearizability
-//     check against etcd's KV model (model), and planted bugs
+//   - tests/robustness: the fault-injection suite (issue 7): real members
+//     behind fault proxies (faultproxy), seeded faults (failpoints at
+//     storage boundaries among them, internal/failpoint), clients that
+//     never retry a write, porcupine's linearizability check against
+//     etcd's KV model (model), watch checks, and planted bugs
 //     (internal/plantedbug) it must catch; docs/reliability.md.
 //   - tests/tools: a nested Go module (its own go.mod, so `go test ./...` at
 //     the repository root neither builds nor tests it) that pins the etcd

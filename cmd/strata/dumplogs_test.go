@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/stratakv/strata/applier"
+	"github.com/stratakv/strata/wal"
+)
+
+func TestDumpLogs(t *testing.T) {
+	dir := t.TempDir()
+	w, err := wal.Open(filepath.Join(dir, "member", "wal"), wal.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqs [][]byte
+	for _, k := range []string{"a", "b"} {
+		b, err := proto.Marshal(&pb.InternalRaftRequest{ID: 7, Put: &pb.PutRequest{Key: []byte(k), Value: []byte("v")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, b)
+	}
+	ents := []*raftpb.Entry{
+		{Index: new(uint64(1)), Term: new(uint64(2)), Data: applier.EncodeEntry(nil, reqs)},
+		{Index: new(uint64(2)), Term: new(uint64(2)), Type: raftpb.EntryConfChange.Enum(), Data: []byte{1, 2}},
+	}
+	if err := w.Save(&raftpb.HardState{Term: new(uint64(2)), Commit: new(uint64(2))}, ents); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dump-logs", "--data-dir", dir}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	sc := bufio.NewScanner(&out)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) != 3 || !strings.Contains(lines[0], `"Commit":2`) {
+		t.Fatalf("dump:\n%s", out.String())
+	}
+	var e dumpedEntry
+	if err := json.Unmarshal([]byte(lines[1]), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Index != 1 || e.Term != 2 || e.Type != "EntryNormal" || len(e.Requests) != 2 {
+		t.Fatalf("first entry: %+v", e)
+	}
+	var r pb.InternalRaftRequest
+	if err := proto.Unmarshal(e.Requests[1], &r); err != nil || string(r.Put.GetKey()) != "b" {
+		t.Fatalf("second request: %v, %v", &r, err)
+	}
+	if err := json.Unmarshal([]byte(lines[2]), &e); err != nil || e.Type != "EntryConfChange" || !bytes.Equal(e.Data, []byte{1, 2}) {
+		t.Fatalf("conf change: %+v, %v", e, err)
+	}
+
+	if code := run([]string{"dump-logs"}, nil, &out, &errOut); code != 2 {
+		t.Fatalf("no --data-dir: exit %d", code)
+	}
+	errOut.Reset()
+	if code := run([]string{"dump-logs", "--data-dir", filepath.Join(dir, "missing")}, nil, &out, &errOut); code != 1 || errOut.Len() == 0 {
+		t.Fatalf("a missing data dir: exit %d, %q", code, errOut.String())
+	}
+}
