@@ -40,7 +40,9 @@ func readStrataWAL(lg *zap.Logger, dataDir string) (*raftpb.HardState, []*raftpb
 	if !sc.Scan() {
 		return nil, nil, errors.New("strata dump-logs: no hard state")
 	}
-	var hs struct{ HardState struct{ Term, Vote, Commit uint64 } }
+	var hs struct {
+		HardState struct{ Term, Vote, Commit uint64 }
+	}
 	if err := json.Unmarshal(sc.Bytes(), &hs); err != nil {
 		return nil, nil, err
 	}
