@@ -775,9 +775,11 @@ func (n *Node) appendBatch(ms []*raftpb.Message) error {
 			// The state machine already holds it (the transport installs
 			// a snapshot's data before stepping its MsgSnap); record it
 			// before the entries that follow it.
+			failpoint.RaftBeforeSaveSnap.Hit()
 			if err := n.cfg.Log.SaveSnapshot(snap); err != nil {
 				return fmt.Errorf("pipeline: record snapshot: %w", err)
 			}
+			failpoint.RaftAfterSaveSnap.Hit()
 		}
 		var hs *raftpb.HardState
 		if m.Term != nil {
@@ -856,7 +858,7 @@ func (n *Node) runApply() {
 			}
 			last := ents[len(ents)-1].GetIndex()
 			n.mu.Lock()
-			n.mu.status.Applied = last
+			n.mu.status.Applied = max(n.mu.status.Applied, last)
 			n.mu.Unlock()
 		}
 		for _, m := range ms {

@@ -18,6 +18,9 @@ type replay struct {
 	snap  SnapshotMarker
 	start uint64
 	ents  []*raftpb.Entry
+	// keepReleased keeps the entries at or below the markers, as far as
+	// the segments still hold them (Inspect).
+	keepReleased bool
 }
 
 // lastIndex is the index the log ends at: its last entry, or the marker's
@@ -53,6 +56,9 @@ func (r *replay) entry(e *raftpb.Entry) error {
 
 func (r *replay) marker(m SnapshotMarker) {
 	r.snap = m
+	if r.keepReleased {
+		return
+	}
 	n := uint64(len(r.ents))
 	if n == 0 || m.Index < r.start {
 		return
@@ -71,7 +77,7 @@ func (r *replay) hardState(hs *raftpb.HardState) { r.hs = hs }
 func (r *replay) result() (*raftpb.HardState, SnapshotMarker, []*raftpb.Entry, error) {
 	r.marker(r.snap) // drop entries overwritten below the marker after it was written
 	ents := r.ents
-	if len(ents) > 0 && r.snap.Index > 0 && r.start != r.snap.Index+1 {
+	if len(ents) > 0 && r.snap.Index > 0 && r.start != r.snap.Index+1 && !r.keepReleased {
 		return nil, SnapshotMarker{}, nil, fmt.Errorf("log resumes at index %d after snapshot marker at %d", r.start, r.snap.Index)
 	}
 	if len(ents) == 0 {

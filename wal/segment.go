@@ -223,6 +223,7 @@ func createSegment(dir string, h *segmentHeader, size int64, noSync bool) (_ *se
 	size = max(size, int64(len(hdr)))
 	final := filepath.Join(dir, segmentName(h.seq, h.firstIndex))
 	tmp := final + tempSuffix
+	failpoint.Created(tmp)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, 0, err

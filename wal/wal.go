@@ -213,10 +213,36 @@ func (w *WAL) initEmpty() error {
 	return nil
 }
 
-// recover reads segs, checks that they form one undamaged history, repairs
-// a torn tail of the last one and makes it the active segment.
-func (w *WAL) recover(segs []segmentInfo) error {
-	r := &replay{}
+// Inspect reads the WAL in dir without changing anything (no lock, no
+// repair of a torn tail): the hard state, the latest marker, and every
+// entry the segments still hold, those at or below the marker included,
+// with raft's overwrite rule applied. It is for tools (strata dump-logs)
+// reading a stopped member's log.
+func Inspect(dir string) (hs *raftpb.HardState, snap SnapshotMarker, ents []*raftpb.Entry, err error) {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return nil, SnapshotMarker{}, nil, err
+	}
+	if len(segs) == 0 {
+		return nil, SnapshotMarker{}, nil, fmt.Errorf("wal: no segments in %s", dir)
+	}
+	r := &replay{keepReleased: true}
+	if _, err := scanSegments(dir, segs, r, zap.NewNop()); err != nil {
+		return nil, SnapshotMarker{}, nil, err
+	}
+	return r.result()
+}
+
+// scannedTail is what scanSegments reports of the last segment.
+type scannedTail struct {
+	path string
+	size int64
+	scan segmentScan
+}
+
+// scanSegments reads segs into r, checking that they form one undamaged
+// history but for a torn tail of the last one.
+func scanSegments(dir string, segs []segmentInfo, r *replay, lg *zap.Logger) (scannedTail, error) {
 	var (
 		buf      []byte
 		prevPath string
@@ -226,14 +252,14 @@ func (w *WAL) recover(segs []segmentInfo) error {
 	)
 	for i := range segs {
 		si := &segs[i]
-		path := filepath.Join(w.dir, si.name())
+		path := filepath.Join(dir, si.name())
 		if i > 0 && si.seq != segs[i-1].seq+1 {
-			return corruptf(path, 0, "segment %d is missing", segs[i-1].seq+1)
+			return scannedTail{}, corruptf(path, 0, "segment %d is missing", segs[i-1].seq+1)
 		}
 		last := i == len(segs)-1
 		var err error
 		if buf, err = readFileInto(buf, path); err != nil {
-			return err
+			return scannedTail{}, err
 		}
 		checkHeader := func(h *segmentHeader) error {
 			if h.seq != si.seq || h.firstIndex != si.firstIndex {
@@ -247,19 +273,19 @@ func (w *WAL) recover(segs []segmentInfo) error {
 		}
 		scan, err := readSegment(buf, r, checkHeader)
 		if c := (*corruption)(nil); errors.As(err, &c) {
-			return corruptf(path, c.off, "%s", c.msg)
+			return scannedTail{}, corruptf(path, c.off, "%s", c.msg)
 		} else if err != nil {
-			return err
+			return scannedTail{}, err
 		}
 		switch scan.tail {
 		case tailCorrupt:
-			return corruptf(path, scan.end, "damaged record followed by a record (at offset %d) written after it was durable", scan.witness)
+			return scannedTail{}, corruptf(path, scan.end, "damaged record followed by a record (at offset %d) written after it was durable", scan.witness)
 		case tailTorn:
 			if !last {
 				// Junk after the recorded end of a segment that was
 				// fsynced whole before its successor existed: the data
 				// itself is intact (the next header vouches for its end).
-				w.lg.Warn("ignoring damaged bytes after the end of a WAL segment",
+				lg.Warn("ignoring damaged bytes after the end of a WAL segment",
 					zap.String("file", path), zap.Int64("offset", scan.end))
 			}
 		}
@@ -267,13 +293,23 @@ func (w *WAL) recover(segs []segmentInfo) error {
 		prevPath, prevEnd = path, scan.end
 		lastScan, lastSize = scan, int64(len(buf))
 	}
+	return scannedTail{path: prevPath, size: lastSize, scan: lastScan}, nil
+}
 
+// recover reads segs, checks that they form one undamaged history, repairs
+// a torn tail of the last one and makes it the active segment.
+func (w *WAL) recover(segs []segmentInfo) error {
+	r := &replay{}
+	ls, err := scanSegments(w.dir, segs, r, w.lg)
+	if err != nil {
+		return err
+	}
 	hs, snap, ents, err := r.result()
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, w.dir, err)
 	}
 	// Only now, with everything checked, may the last segment be repaired.
-	if err := w.openActive(prevPath, lastSize, lastScan); err != nil {
+	if err := w.openActive(ls.path, ls.size, ls.scan); err != nil {
 		return err
 	}
 	w.mu.recovered = &recovered{hs: hs, snap: snap, ents: ents}

@@ -485,11 +485,9 @@ func (m *Member) maybeReleaseLog() error {
 	if err := m.app.Sync(); err != nil {
 		return err
 	}
-	failpoint.RaftBeforeSaveSnap.Hit()
 	if err := m.wal.SaveSnapshot(wal.SnapshotMarker{Index: as.Index, Term: as.Term, ConfState: as.ConfState}); err != nil {
 		return err
 	}
-	failpoint.RaftAfterSaveSnap.Hit()
 	if err := m.wal.ReleaseTo(as.Index); err != nil {
 		return err
 	}

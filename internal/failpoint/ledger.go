@@ -38,7 +38,10 @@ type Durable struct {
 }
 
 // ReadLedger replays a ledger: the durable prefix of every file it names,
-// under the file's last name.
+// under the file's last name. A file's durable prefix only grows until it
+// is created (again) or renamed over: every file the ledger covers is
+// written forward only (a WAL repair cuts only what was never durable),
+// and two fsyncs may record their offsets in either order.
 func ReadLedger(r io.Reader) (map[string]Durable, error) {
 	files := map[string]Durable{}
 	sc := bufio.NewScanner(r)
@@ -56,7 +59,8 @@ func ReadLedger(r io.Reader) (map[string]Durable, error) {
 			if err != nil {
 				return nil, fmt.Errorf("failpoint: bad ledger line %q", line)
 			}
-			files[f[2]] = Durable{Offset: off, Loss: Loss(f[0][0])}
+			d := files[f[2]]
+			files[f[2]] = Durable{Offset: max(off, d.Offset), Loss: Loss(f[0][0])}
 		case "create":
 			files[rest] = Durable{Loss: Truncate}
 		case "rename":
@@ -67,6 +71,8 @@ func ReadLedger(r io.Reader) (map[string]Durable, error) {
 			if d, ok := files[from]; ok {
 				files[to] = d
 				delete(files, from)
+			} else {
+				delete(files, to) // replaced by a file the ledger does not know
 			}
 		case "":
 			// An empty last line: the process died mid-record? A

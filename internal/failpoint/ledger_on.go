@@ -5,6 +5,7 @@ package failpoint
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -44,13 +45,23 @@ func record(format string, args ...any) {
 
 // WillSync records that an fsync of path is about to make it durable up
 // to offset.
-func WillSync(path string, offset int64, loss Loss) { record("sync %c %d %s", loss, offset, path) }
+func WillSync(path string, offset int64, loss Loss) {
+	record("sync %c %d %s", loss, offset, abs(path))
+}
 
 // Created records that path was created.
-func Created(path string) { record("create %s", path) }
+func Created(path string) { record("create %s", abs(path)) }
 
 // Renamed records that from is about to be renamed to.
-func Renamed(from, to string) { record("rename %s\t%s", from, to) }
+func Renamed(from, to string) { record("rename %s\t%s", abs(from), abs(to)) }
+
+// abs makes the ledger independent of the process's working directory.
+func abs(path string) string {
+	if p, err := filepath.Abs(path); err == nil {
+		return p
+	}
+	return path
+}
 
 // WrapFS returns fs recording its files' creations, renames and fsyncs in
 // the ledger (if STRATA_SYNC_LEDGER is set; fs otherwise).

@@ -16,8 +16,9 @@ var (
 	RaftBeforeApplySnap = New("raftBeforeApplySnap")
 	RaftAfterApplySnap  = New("raftAfterApplySnap")
 	// RaftBeforeSaveSnap and RaftAfterSaveSnap surround recording a
-	// snapshot marker in the WAL (every --snapshot-count entries);
-	// RaftAfterWALRelease follows the release of the log it covers.
+	// snapshot received from the leader in the WAL (as etcd's surround
+	// saving one); RaftAfterWALRelease follows every release of the log
+	// (every --snapshot-count entries, after the engine is durable).
 	RaftBeforeSaveSnap  = New("raftBeforeSaveSnap")
 	RaftAfterSaveSnap   = New("raftAfterSaveSnap")
 	RaftAfterWALRelease = New("raftAfterWALRelease")

@@ -65,13 +65,30 @@ func crashAt(points ...string) func(context.Context, *Env) (func() error, error)
 // crashThere sets fp to panic on the running m and waits for the crash.
 func crashThere(m *Member, fp string, logf func(string, ...any)) error {
 	logf("%s: %s=panic", m.Name, fp)
+	before := m.panicsAt(fp)
 	if err := m.SetFailpoint(fp, "panic"); err != nil {
 		return err
 	}
-	if !m.WaitExit(15 * time.Second) {
-		return fmt.Errorf("%s: failpoint %s did not fire within 15 s", m.Name, fp)
+	if err := m.waitPanic(fp, before, 15*time.Second); err != nil {
+		return err
 	}
 	return m.Crash()
+}
+
+// panicsAt counts the member's panics at failpoint fp, all lives.
+func (m *Member) panicsAt(fp string) int { return m.LogCount("failpoint panic: " + fp) }
+
+// waitPanic waits, up to d, for the member to die at failpoint fp: its
+// exit alone is not enough, since a real panic elsewhere must not pass for
+// the planned one.
+func (m *Member) waitPanic(fp string, before int, d time.Duration) error {
+	if !m.WaitExit(d) {
+		return fmt.Errorf("%s: failpoint %s did not fire within %v", m.Name, fp, d)
+	}
+	if m.panicsAt(fp) == before {
+		return fmt.Errorf("%s exited, but not at failpoint %s (see %s.log)", m.Name, fp, m.Dir)
+	}
+	return nil
 }
 
 // compactionPoints are the failpoints of physical compaction.
@@ -99,14 +116,15 @@ func crashCompaction(ctx context.Context, c *Env) (func() error, error) {
 		return nil, fmt.Errorf("nothing to compact: a watcher is at revision %d", rev)
 	}
 	c.Logf("%s: %s=panic; compacting at revision %d", m.Name, fp, rev)
+	before := m.panicsAt(fp)
 	if err := m.SetFailpoint(fp, "panic"); err != nil {
 		return nil, err
 	}
 	if err := c.compact(ctx, rev); err != nil {
 		return nil, err
 	}
-	if !m.WaitExit(15 * time.Second) {
-		return nil, fmt.Errorf("%s: failpoint %s did not fire within 15 s", m.Name, fp)
+	if err := m.waitPanic(fp, before, 15*time.Second); err != nil {
+		return nil, err
 	}
 	if err := m.Crash(); err != nil {
 		return nil, err
@@ -176,12 +194,13 @@ func snapshotLag(points ...string) func(context.Context, *Env) (func() error, er
 			if len(points) > 0 {
 				fp := points[c.Rand.IntN(len(points))]
 				c.Logf("%s: %s=panic", m.Name, fp)
+				before := m.panicsAt(fp)
 				m.onceEnv = []string{"GOFAIL_FAILPOINTS=" + fp + "=panic"}
 				if err := m.Start(); err != nil {
 					return err
 				}
-				if !m.WaitExit(30 * time.Second) {
-					return fmt.Errorf("%s: failpoint %s did not fire within 30 s", m.Name, fp)
+				if err := m.waitPanic(fp, before, 30*time.Second); err != nil {
+					return err
 				}
 				if err := m.Crash(); err != nil {
 					return err

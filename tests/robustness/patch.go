@@ -41,7 +41,10 @@ func appliedWrites(watchers []*Watcher, src *Member, rev int64) ([]Write, error)
 	for {
 		for _, w := range watchers {
 			if w.next() > rev {
-				return w.Events(), nil
+				// Through rev: a write a client gave up on may still be
+				// applied after it.
+				evs := w.Events()
+				return slices.DeleteFunc(evs, func(e Write) bool { return e.Revision > rev }), nil
 			}
 		}
 		if time.Now().After(deadline) {
@@ -106,7 +109,7 @@ func checkWrites(ops []porcupine.Operation, writes []Write) error {
 			return fmt.Errorf("acknowledged %v of %s at revision %d is not among the applied writes", req.Kind, req.Key, resp.Revision)
 		}
 		if !slices.ContainsFunc(ws, func(w Write) bool {
-			return w.Key == req.Key && w.Delete == isDelete(req.Kind) && (w.Delete || w.Value == req.Value)
+			return w.Key == req.Key && w.Delete == isDelete(req.Kind) && (w.Delete || (w.Value == req.Value && w.Lease == req.Lease))
 		}) {
 			return fmt.Errorf("acknowledged %v of %s=%q at revision %d, but revision %d applied %+v", req.Kind, req.Key, req.Value, resp.Revision, resp.Revision, ws)
 		}
@@ -151,17 +154,19 @@ func patch(ops []porcupine.Operation, writes []Write) (_ []porcupine.Operation, 
 			acked[resp.Revision] = true
 		}
 	}
-	unclaimed := map[string][]int64{} // key -> delete revisions no acknowledged delete made
-	revoked := map[int64]int64{}      // lease -> revision its keys were deleted at
-	lease := map[string]int64{}       // key -> lease of its last put
+	type deletion struct{ rev, mod int64 } // a delete event, and the key's mod_revision before it
+	unclaimed := map[string][]deletion{}    // key -> deletes no acknowledged delete made
+	revoked := map[int64]int64{}            // lease -> revision its keys were deleted at
+	lease := map[string]int64{}             // key -> lease of its last put
+	mod := map[string]int64{}               // key -> revision of its last put
 	for _, w := range writes {
 		switch {
 		case !w.Delete:
-			lease[w.Key] = w.Lease
+			lease[w.Key], mod[w.Key] = w.Lease, w.Revision
 		case lease[w.Key] != 0:
 			revoked[lease[w.Key]] = w.Revision
 		case !acked[w.Revision]:
-			unclaimed[w.Key] = append(unclaimed[w.Key], w.Revision)
+			unclaimed[w.Key] = append(unclaimed[w.Key], deletion{w.Revision, mod[w.Key]})
 		}
 	}
 	// Unknown deletes per key, in call order.
@@ -170,15 +175,27 @@ func patch(ops []porcupine.Operation, writes []Write) (_ []porcupine.Operation, 
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(ops[a].Call, ops[b].Call) })
-	deleteAt := map[int]int64{} // op index -> revision it deleted at
+	candidates := map[string][]int{} // key -> its unknown deletes, in call order
 	for _, i := range order {
 		req, resp := ops[i].Input.(model.Request), ops[i].Output.(model.Response)
-		if !isDelete(req.Kind) || !resp.Unknown {
-			continue
+		if isDelete(req.Kind) && resp.Unknown {
+			candidates[req.Key] = append(candidates[req.Key], i)
 		}
-		if revs := unclaimed[req.Key]; len(revs) > 0 {
-			deleteAt[i] = revs[0]
-			unclaimed[req.Key] = revs[1:]
+	}
+	// Each delete event goes to the earliest-called unknown delete of its
+	// key that could have made it: a conditional one only if its compare
+	// held then.
+	deleteAt := map[int]int64{} // op index -> revision it deleted at
+	for key, dels := range unclaimed {
+		for _, d := range dels {
+			for _, i := range candidates[key] {
+				req := ops[i].Input.(model.Request)
+				if _, taken := deleteAt[i]; taken || (req.Kind == model.CASDelete && req.Expect != d.mod) {
+					continue
+				}
+				deleteAt[i] = d.rev
+				break
+			}
 		}
 	}
 	var out []porcupine.Operation

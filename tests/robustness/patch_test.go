@@ -102,3 +102,29 @@ func TestPatchLeases(t *testing.T) {
 		t.Fatalf("the patched history is %v", ok)
 	}
 }
+
+// TestPatchConditionalDelete: a delete event goes to an unknown
+// conditional delete only if its compare held then, even when another was
+// called earlier.
+func TestPatchConditionalDelete(t *testing.T) {
+	casDelete := func(call, expect int64) porcupine.Operation {
+		return porcupine.Operation{Input: model.Request{Kind: model.CASDelete, Key: "a", Expect: expect, ElseGet: true},
+			Output: model.Response{Unknown: true}, Call: call, Return: math.MaxInt64}
+	}
+	ops := []porcupine.Operation{
+		{Input: model.Request{Kind: model.CAS, Key: "a", Value: "1", ElseGet: true}, Output: model.Response{Revision: 2, Succeeded: true}, Return: 1},
+		casDelete(2, 7), // stale: its compare failed
+		casDelete(3, 2),
+	}
+	writes := []Write{{Revision: 2, Key: "a", Value: "1"}, {Revision: 3, Key: "a", Delete: true}}
+	out, resolved, dropped := patch(ops, writes)
+	if resolved != 1 || dropped != 1 || len(out) != 2 {
+		t.Fatalf("resolved %d, dropped %d, kept %d operations", resolved, dropped, len(out))
+	}
+	if out[1].Call != 3 || out[1].Output.(model.Response) != (model.Response{Revision: 3, Deleted: 1, Succeeded: true}) {
+		t.Fatalf("the delete went to %+v", out[1])
+	}
+	if ok, _ := porcupine.CheckOperationsVerbose(model.Model, out, 0); ok != porcupine.Ok {
+		t.Fatalf("the patched history is %v", ok)
+	}
+}

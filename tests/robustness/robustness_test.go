@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 // STRATA_ROBUSTNESS_FAULT=name, only (that many of) the seeds of that
 // fault.
 func seeds() []uint64 {
-	if s, err := strconv.ParseUint(os.Getenv("STRATA_ROBUSTNESS_SEED"), 10, 64); err == nil {
+	if s, err := strconv.ParseUint(os.Getenv("STRATA_ROBUSTNESS_SEED"), 10, 64); err == nil && s > 0 {
 		return []uint64{s}
 	}
 	n := len(Faults)
@@ -114,6 +114,9 @@ func faultOf(seed uint64) Fault { return Faults[seed%uint64(len(Faults))] }
 // first third of the traffic to the second; then the history must be
 // linearizable and the members' HashKV equal.
 func TestRobustness(t *testing.T) {
+	if f := os.Getenv("STRATA_ROBUSTNESS_FAULT"); f != "" && !slices.ContainsFunc(Faults, func(x Fault) bool { return x.Name == f }) {
+		t.Fatalf("STRATA_ROBUSTNESS_FAULT=%s names no fault", f)
+	}
 	var tl tally
 	t.Cleanup(func() { t.Log(tl.String()) }) // after every subtest, parallel ones included
 	parallel := os.Getenv("STRATA_ROBUSTNESS_PARALLEL") != ""
