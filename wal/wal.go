@@ -399,8 +399,10 @@ func (w *WAL) ReadAll() (hs *raftpb.HardState, snap SnapshotMarker, ents []*raft
 	return r.hs, r.snap, r.ents, nil
 }
 
-// Save appends ents and, unless it is empty, hs, and makes them durable
-// before returning. Concurrent callers share fsyncs.
+// Save appends ents and, unless it is empty, hs, and makes them, and
+// everything appended before them, durable before returning. Save(nil, nil)
+// is a barrier: everything appended so far is durable when it returns.
+// Concurrent callers share fsyncs.
 //
 // ents must be consecutive, and the first must be at most one past the
 // log's last index (ErrOutOfOrder); an entry at or below the last index
@@ -441,7 +443,17 @@ func (w *WAL) Append(hs *raftpb.HardState, ents []*raftpb.Entry) (Position, erro
 		}
 	}
 	if len(b.recs) == 0 {
-		return Position{}, nil
+		// Nothing to write: the position is the end of what earlier
+		// Appends wrote, so that Save(nil, nil) makes all of it durable.
+		// (The pipeline relies on this: the last of a batch of raft's
+		// appends may carry only responses, which must not be released
+		// before the entries appended before them are on disk.)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if err := w.writableLocked(); err != nil {
+			return Position{}, err
+		}
+		return Position{w.mu.lsn}, nil
 	}
 	return w.write(b)
 }

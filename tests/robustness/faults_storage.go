@@ -9,6 +9,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 // The faults at storage boundaries and of membership. Every crash loses
@@ -66,7 +67,7 @@ func crashAt(points ...string) func(context.Context, *Env) (func() error, error)
 func crashThere(m *Member, fp string, logf func(string, ...any)) error {
 	logf("%s: %s=panic", m.Name, fp)
 	before := m.panicsAt(fp)
-	if err := m.SetFailpoint(fp, "panic"); err != nil {
+	if err := m.SetFailpoint(fp, panicTerm(fp)); err != nil {
 		return err
 	}
 	if err := m.waitPanic(fp, before, 15*time.Second); err != nil {
@@ -74,6 +75,10 @@ func crashThere(m *Member, fp string, logf func(string, ...any)) error {
 	}
 	return m.Crash()
 }
+
+// panicTerm is the gofail term that panics at fp with fp's name in the
+// message (a bare "panic" says only "failpoint panic: {}").
+func panicTerm(fp string) string { return fmt.Sprintf("panic(%q)", fp) }
 
 // panicsAt counts the member's panics at failpoint fp, all lives.
 func (m *Member) panicsAt(fp string) int { return m.LogCount("failpoint panic: " + fp) }
@@ -117,7 +122,7 @@ func crashCompaction(ctx context.Context, c *Env) (func() error, error) {
 	}
 	c.Logf("%s: %s=panic; compacting at revision %d", m.Name, fp, rev)
 	before := m.panicsAt(fp)
-	if err := m.SetFailpoint(fp, "panic"); err != nil {
+	if err := m.SetFailpoint(fp, panicTerm(fp)); err != nil {
 		return nil, err
 	}
 	if err := c.compact(ctx, rev); err != nil {
@@ -133,14 +138,15 @@ func crashCompaction(ctx context.Context, c *Env) (func() error, error) {
 }
 
 // compact compacts the history at rev through the first writer that
-// takes it.
+// takes it. A writer that fails may have compacted nonetheless (it may be
+// the one crashing): the next then answers that rev is compacted.
 func (c *Cluster) compact(ctx context.Context, rev int64) error {
 	var last error
 	for _, w := range c.Writers() {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := w.KV().Compact(cctx, &pb.CompactionRequest{Revision: rev})
 		cancel()
-		if err == nil {
+		if err == nil || (last != nil && rpctypes.ErrorDesc(err) == rpctypes.ErrCompacted.Error()) {
 			return nil
 		}
 		last = err
@@ -195,7 +201,7 @@ func snapshotLag(points ...string) func(context.Context, *Env) (func() error, er
 				fp := points[c.Rand.IntN(len(points))]
 				c.Logf("%s: %s=panic", m.Name, fp)
 				before := m.panicsAt(fp)
-				m.onceEnv = []string{"GOFAIL_FAILPOINTS=" + fp + "=panic"}
+				m.onceEnv = []string{"GOFAIL_FAILPOINTS=" + fp + "=" + panicTerm(fp)}
 				if err := m.Start(); err != nil {
 					return err
 				}

@@ -47,13 +47,20 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// seeds are the gate's seeds (one per fault type), or STRATA_ROBUSTNESS_SEED
-// alone, or STRATA_ROBUSTNESS_SEEDS of them from 1; with
+// seeds are the gate's seeds (one per fault type), or those
+// STRATA_ROBUSTNESS_SEED lists (comma-separated), or STRATA_ROBUSTNESS_SEEDS
+// of them from 1; with
 // STRATA_ROBUSTNESS_FAULT=name, only (that many of) the seeds of that
 // fault.
 func seeds() []uint64 {
-	if s, err := strconv.ParseUint(os.Getenv("STRATA_ROBUSTNESS_SEED"), 10, 64); err == nil && s > 0 {
-		return []uint64{s}
+	if list := os.Getenv("STRATA_ROBUSTNESS_SEED"); list != "" {
+		var out []uint64
+		for _, f := range strings.Split(list, ",") {
+			if s, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64); err == nil && s > 0 {
+				out = append(out, s)
+			}
+		}
+		return out
 	}
 	n := len(Faults)
 	if v, err := strconv.Atoi(os.Getenv("STRATA_ROBUSTNESS_SEEDS")); err == nil && v > 0 {
