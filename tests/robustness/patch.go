@@ -155,10 +155,10 @@ func patch(ops []porcupine.Operation, writes []Write) (_ []porcupine.Operation, 
 		}
 	}
 	type deletion struct{ rev, mod int64 } // a delete event, and the key's mod_revision before it
-	unclaimed := map[string][]deletion{}    // key -> deletes no acknowledged delete made
-	revoked := map[int64]int64{}            // lease -> revision its keys were deleted at
-	lease := map[string]int64{}             // key -> lease of its last put
-	mod := map[string]int64{}               // key -> revision of its last put
+	unclaimed := map[string][]deletion{}   // key -> deletes no acknowledged delete made
+	revoked := map[int64]int64{}           // lease -> revision its keys were deleted at
+	lease := map[string]int64{}            // key -> lease of its last put
+	mod := map[string]int64{}              // key -> revision of its last put
 	for _, w := range writes {
 		switch {
 		case !w.Delete:
