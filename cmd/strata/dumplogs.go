@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -17,10 +16,11 @@ import (
 
 // dumpLogs is `strata dump-logs --data-dir DIR`, etcd's etcd-dump-logs
 // for strata's WAL: one JSON line with the hard state, then one per entry
-// the WAL holds (those after the last released snapshot marker), with a
-// normal entry's requests split out of strata's batch and each encoded as
-// etcd's InternalRaftRequest (base64, as encoding/json writes []byte). The
-// member must be stopped: the WAL is opened as the member opens it.
+// the WAL's segments still hold (released ones included, until their
+// segment is removed), with a normal entry's requests split out of
+// strata's batch and each encoded as etcd's InternalRaftRequest (base64, as
+// encoding/json writes []byte). It changes nothing (wal.Inspect): read a
+// stopped member's log, or a running one's at the risk of a torn tail.
 func dumpLogs(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("strata dump-logs", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -54,15 +54,7 @@ type dumpedEntry struct {
 }
 
 func writeLogs(dir string, out io.Writer) error {
-	if _, err := os.Stat(dir); err != nil {
-		return err // Open would create it
-	}
-	w, err := wal.Open(dir, wal.Options{})
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	hs, _, ents, err := w.ReadAll()
+	hs, _, ents, err := wal.Inspect(dir)
 	if err != nil {
 		return err
 	}
