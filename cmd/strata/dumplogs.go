@@ -15,7 +15,8 @@ import (
 )
 
 // dumpLogs is `strata dump-logs --data-dir DIR`, etcd's etcd-dump-logs
-// for strata's WAL: one JSON line with the hard state, then one per entry
+// for strata's WAL: one JSON line with the hard state and the latest
+// snapshot marker, then one per entry
 // the WAL's segments still hold (released ones included, until their
 // segment is removed), with a normal entry's requests split out of
 // strata's batch and each encoded as etcd's InternalRaftRequest (base64, as
@@ -54,12 +55,19 @@ type dumpedEntry struct {
 }
 
 func writeLogs(dir string, out io.Writer) error {
-	hs, _, ents, err := wal.Inspect(dir)
+	hs, snap, ents, err := wal.Inspect(dir)
 	if err != nil {
 		return err
 	}
 	enc := json.NewEncoder(out)
-	if err := enc.Encode(struct{ HardState dumpedHardState }{dumpedHardState{hs.GetTerm(), hs.GetVote(), hs.GetCommit()}}); err != nil {
+	first := struct {
+		HardState dumpedHardState
+		// Snapshot is the latest snapshot marker: the log before it
+		// may be gone (a member bootstraps from a snapshot at index 1).
+		Snapshot struct{ Index, Term uint64 }
+	}{HardState: dumpedHardState{hs.GetTerm(), hs.GetVote(), hs.GetCommit()}}
+	first.Snapshot.Index, first.Snapshot.Term = snap.Index, snap.Term
+	if err := enc.Encode(first); err != nil {
 		return err
 	}
 	for _, e := range ents {

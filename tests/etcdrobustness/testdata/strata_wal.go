@@ -42,6 +42,7 @@ func readStrataWAL(lg *zap.Logger, dataDir string) (*raftpb.HardState, []*raftpb
 	}
 	var hs struct {
 		HardState struct{ Term, Vote, Commit uint64 }
+		Snapshot  struct{ Index, Term uint64 }
 	}
 	if err := json.Unmarshal(sc.Bytes(), &hs); err != nil {
 		return nil, nil, err
@@ -70,6 +71,16 @@ func readStrataWAL(lg *zap.Logger, dataDir string) (*raftpb.HardState, []*raftpb
 				data = append(data, r...)
 			}
 			e.Data = data
+		}
+		if len(ents) == 0 {
+			// The indexes below the first entry that the snapshot
+			// marker covers (a member bootstraps from a snapshot at
+			// index 1, where etcd logs its initial members' conf
+			// changes) get placeholders: etcd's merge wants every index
+			// from 1. They carry no request.
+			for i := uint64(1); i < d.Index && i <= hs.Snapshot.Index; i++ {
+				ents = append(ents, &raftpb.Entry{Index: proto.Uint64(i), Term: proto.Uint64(0), Type: raftpb.EntryType_EntryConfChange.Enum()})
+			}
 		}
 		ents = append(ents, e)
 	}
