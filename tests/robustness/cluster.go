@@ -445,5 +445,9 @@ func (m *Member) rebind() error {
 	m.clientPort, m.peerPort, m.failpointPort = ports[0], ports[1], ports[2]
 	m.ClientProxy.SetTarget(fmt.Sprintf("127.0.0.1:%d", m.clientPort))
 	m.PeerProxy.SetTarget(fmt.Sprintf("127.0.0.1:%d", m.peerPort))
+	// Connections made before lead to the old ports, which another
+	// process now holds: clients must reconnect.
+	m.ClientProxy.Reset()
+	m.PeerProxy.Reset()
 	return m.Start()
 }
