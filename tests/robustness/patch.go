@@ -4,6 +4,8 @@ package robustness
 
 import (
 	"cmp"
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -23,11 +25,16 @@ type Write struct {
 	Lease    int64
 }
 
+// errWatchBehind: no watch reaches a revision the cluster reached.
+var errWatchBehind = errors.New("no watch stream delivers every event up to the cluster's last revision")
+
 // appliedWrites are the writes the cluster applied through rev: the
-// events of the first watcher (they all watch every traffic key from
-// revision 2, resuming broken streams) to have them all, src's if it does.
-// Only the traffic writes, so every revision from 2 to rev is an event.
-func appliedWrites(watchers []*Watcher, src *Member, rev int64) ([]Write, error) {
+// events of the first of the run's watchers (they all watch every traffic
+// key from revision 2, resuming broken streams) to have them all, src's
+// if it does; failing that, of a new watcher on src from revision 2 (it
+// catches up from the history, not from the live stream). Only the
+// traffic writes, so every revision from 2 to rev has events.
+func appliedWrites(ctx context.Context, watchers []*Watcher, src *Member, rev int64) ([]Write, error) {
 	slices.SortStableFunc(watchers, func(a, b *Watcher) int {
 		switch {
 		case a.m == src:
@@ -37,21 +44,30 @@ func appliedWrites(watchers []*Watcher, src *Member, rev int64) ([]Write, error)
 		}
 		return 0
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	through := func(w *Watcher) []Write {
+		// Through rev: a write a client gave up on may still be
+		// applied after it.
+		return slices.DeleteFunc(w.Events(), func(e Write) bool { return e.Revision > rev })
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
 		for _, w := range watchers {
 			if w.next() > rev {
-				// Through rev: a write a client gave up on may still be
-				// applied after it.
-				evs := w.Events()
-				return slices.DeleteFunc(evs, func(e Write) bool { return e.Revision > rev }), nil
+				return through(w), nil
 			}
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("no watcher has the events up to revision %d after 30 s", rev)
 		}
 		time.Sleep(50 * time.Millisecond) // polls the watchers
 	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := Watch(wctx, src)
+	w.waitFor(rev, 30*time.Second)
+	cancel()
+	<-w.done
+	if w.next() > rev {
+		return through(w), nil
+	}
+	return nil, fmt.Errorf("%w: the run's watchers and a new one on %s stop before revision %d", errWatchBehind, src.Name, rev)
 }
 
 // wrote reports whether op's response says it changed the store, with

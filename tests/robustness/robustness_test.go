@@ -281,7 +281,10 @@ func runSeed(t *testing.T, bin string, env []string, seed uint64, f Fault, reade
 	if err != nil {
 		t.Fatal(err)
 	}
-	writes, err := appliedWrites(slices.Clone(watchers), src, rev)
+	writes, err := appliedWrites(cctx, slices.Clone(watchers), src, rev)
+	if errors.Is(err, errWatchBehind) {
+		return fmt.Errorf("seed %d (%s): %w", seed, f.Name, err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
