@@ -4,15 +4,13 @@
 # tests module, its --bin-dir holding strata (built with -tags
 # strata_failpoints, so the gofail endpoint the suite looks for answers) as
 # `etcd` and the real etcdctl v3.7.3. docs/reliability.md reports the
-# results and the two patches the suite needs (it reads each member's WAL
-# from the data dir: strata's is read through `strata dump-logs`; and its
-# three-member scenarios use peer TLS, issue 9: STRATA_NO_PEER_TLS=1 skips it).
+# results and the patch the suite needs (it reads each member's WAL from the
+# data dir: strata's is read through `strata dump-logs`). The three-member
+# scenarios need peer TLS (issue 9).
 #
 #   tests/etcdrobustness/run.sh                         # the single-member exploratory scenarios
 #   RUN='TestRobustnessRegression/Issue14370' tests/etcdrobustness/run.sh
 #   tests/etcdrobustness/run.sh -count=3                # extra flags go to go test
-#   STRATA_NO_PEER_TLS=1 RUN='TestRobustnessExploratory/.*/ClusterOfSize3' tests/etcdrobustness/run.sh
-#                        # three members on plain peer links (peer TLS is issue 9)
 #
 # STRATA_ETCD_SUITE_DIR keeps the scratch module (default: a new temp dir);
 # RESULTS_DIR is where the suite writes the reports of failed scenarios.
@@ -40,7 +38,6 @@ go mod edit -droprequire=go.etcd.io/etcd/cache/v3 -toolchain=none
 rm integration/cache_test.go
 cp "$here/testdata/strata_wal.go" robustness/report/strata_wal.go
 patch -s -p1 <"$here/testdata/report-wal.patch"
-patch -s -p1 <"$here/testdata/scenarios.patch"
 go mod tidy
 
 mkdir -p "$work/bin"
