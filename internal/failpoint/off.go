@@ -4,9 +4,6 @@ package failpoint
 
 import "github.com/cockroachdb/pebble/v2/vfs"
 
-// Enabled reports whether this build has failpoints.
-const Enabled = false
-
 // Point is one failpoint: nothing, in this build.
 type Point struct{}
 

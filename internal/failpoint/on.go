@@ -4,9 +4,6 @@ package failpoint
 
 import "go.etcd.io/gofail/runtime"
 
-// Enabled reports whether this build has failpoints.
-const Enabled = true
-
 // Point is one failpoint.
 type Point struct{ fp *runtime.Failpoint }
 
