@@ -199,7 +199,7 @@ func (b *backend) PromoteOnLeader(ctx context.Context, r *pb.MemberPromoteReques
 	ctx = metadata.AppendToOutgoingContext(ctx, api.ForwardedMetadata, idString(b.id.MemberID))
 	var lastErr error
 	for _, u := range urls {
-		resp, err := callPeerCluster(ctx, u, func(c pb.ClusterClient) (*pb.MemberPromoteResponse, error) {
+		resp, err := callPeerCluster(ctx, b.cfg.PeerTLS, u, func(c pb.ClusterClient) (*pb.MemberPromoteResponse, error) {
 			return c.MemberPromote(ctx, r)
 		})
 		if err == nil {

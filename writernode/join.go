@@ -2,14 +2,17 @@ package writernode
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"slices"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/stratakv/strata/internal/transport"
 )
 
 // joinIdentity is how a member started with --initial-cluster-state=existing
@@ -17,7 +20,7 @@ import (
 // over their peer URLs, for the member list (etcd's Cluster.MemberList is
 // served there too), and finds the member MemberAdd created for its own
 // peer URLs. A reader must have been added as a learner.
-func joinIdentity(ctx context.Context, name string, initial map[string][]string, reader bool) (*identity, error) {
+func joinIdentity(ctx context.Context, peerTLS *tls.Config, name string, initial map[string][]string, reader bool) (*identity, error) {
 	self, ok := initial[name]
 	if !ok {
 		return nil, fmt.Errorf("couldn't find local name %q in the initial cluster configuration", name)
@@ -28,7 +31,7 @@ func joinIdentity(ctx context.Context, name string, initial map[string][]string,
 			continue
 		}
 		for _, u := range urls {
-			resp, err := memberListAt(ctx, u)
+			resp, err := memberListAt(ctx, peerTLS, u)
 			if err != nil {
 				lastErr = err
 				continue
@@ -52,19 +55,19 @@ func joinIdentity(ctx context.Context, name string, initial map[string][]string,
 	return nil, fmt.Errorf("cannot fetch the member list from any peer in --initial-cluster: %v", lastErr)
 }
 
-func memberListAt(ctx context.Context, peerURL string) (*pb.MemberListResponse, error) {
+func memberListAt(ctx context.Context, peerTLS *tls.Config, peerURL string) (*pb.MemberListResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return callPeerCluster(ctx, peerURL, func(c pb.ClusterClient) (*pb.MemberListResponse, error) {
+	return callPeerCluster(ctx, peerTLS, peerURL, func(c pb.ClusterClient) (*pb.MemberListResponse, error) {
 		return c.MemberList(ctx, &pb.MemberListRequest{}, grpc.WaitForReady(true))
 	})
 }
 
 // callPeerCluster calls the Cluster service another member serves on its
 // peer URL.
-func callPeerCluster[R any](ctx context.Context, peerURL string, call func(pb.ClusterClient) (R, error)) (R, error) {
+func callPeerCluster[R any](ctx context.Context, peerTLS *tls.Config, peerURL string, call func(pb.ClusterClient) (R, error)) (R, error) {
 	var zero R
-	conn, err := dialPeer(peerURL)
+	conn, err := dialPeer(peerTLS, peerURL)
 	if err != nil {
 		return zero, err
 	}
@@ -73,13 +76,18 @@ func callPeerCluster[R any](ctx context.Context, peerURL string, call func(pb.Cl
 }
 
 // dialPeer returns a client connection to the gRPC server on a member's
-// peer URL.
-func dialPeer(peerURL string) (*grpc.ClientConn, error) {
+// peer URL, over TLS when it is an https URL (peerTLS: the member's peer
+// TLS client side, nil without peer TLS).
+func dialPeer(peerTLS *tls.Config, peerURL string) (*grpc.ClientConn, error) {
 	u, err := url.Parse(peerURL)
 	if err != nil {
 		return nil, err
 	}
-	return grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := transport.LinkTLS([]string{peerURL}, peerTLS)
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(u.Host, transport.DialCredentials(c))
 }
 
 func sameURLs(a, b []string) bool {

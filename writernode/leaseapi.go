@@ -2,6 +2,7 @@ package writernode
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net/url"
 	"sync"
@@ -9,12 +10,12 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
 	"github.com/stratakv/strata/internal/lessor"
+	"github.com/stratakv/strata/internal/transport"
 )
 
 var _ api.Leases = (*backend)(nil)
@@ -162,6 +163,7 @@ func (b *backend) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	var target string
+	var tc *tls.Config
 	for _, m := range members {
 		if m.ID == lead && len(m.ClientURLs) > 0 {
 			u, err := url.Parse(m.ClientURLs[0])
@@ -172,12 +174,24 @@ func (b *backend) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 			if u.Scheme == "unix" || u.Scheme == "unixs" {
 				target = "unix://" + u.Host + u.Path
 			}
+			if u.Scheme == "https" || u.Scheme == "unixs" {
+				// The member's client-side TLS (--client-cert-file or
+				// --cert-file, --trusted-ca-file), or crypto/tls's
+				// defaults without one.
+				tc = &tls.Config{MinVersion: tls.VersionTLS12}
+				if b.cfg.ClientTLS != nil {
+					tc = b.cfg.ClientTLS.Clone()
+				}
+				if tc.ServerName == "" {
+					tc.ServerName = u.Hostname()
+				}
+			}
 		}
 	}
 	if target == "" {
 		return nil, rpctypes.ErrGRPCNoLeader // the leader has not published its client URLs yet
 	}
-	c, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(target, transport.DialCredentials(tc))
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package writernode
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -36,6 +37,16 @@ type Config struct {
 	DataDir string
 	// ClientURLs are the advertised client URLs (MemberList).
 	ClientURLs []string
+	// PeerTLS is the client side of peer TLS, for every connection the
+	// member opens to a peer with https URLs (raft links, snapshots, the
+	// member list when joining, seeding, forwarded promotions). Nil: peers
+	// have http URLs. The server side is the caller's: it wraps the peer
+	// listeners.
+	PeerTLS *tls.Config
+	// ClientTLS is the client side of client TLS, for requests the member
+	// forwards to another member's https client URL (lease requests to the
+	// leader). Nil: crypto/tls's defaults there.
+	ClientTLS *tls.Config
 	// InitialCluster maps member names to peer URLs (--initial-cluster);
 	// used only when the data dir is new.
 	InitialCluster      map[string][]string
@@ -285,7 +296,7 @@ func (m *Member) openStorage() error {
 			return fmt.Errorf("data dir %s has a WAL but no %s: refusing to guess who this member is", m.cfg.DataDir, identityFile)
 		}
 		if m.cfg.JoinExisting {
-			id, err = joinIdentity(context.Background(), m.cfg.Name, m.cfg.InitialCluster, m.cfg.Reader)
+			id, err = joinIdentity(context.Background(), m.cfg.PeerTLS, m.cfg.Name, m.cfg.InitialCluster, m.cfg.Reader)
 		} else {
 			id, err = newIdentity(m.cfg.Name, m.cfg.InitialCluster, m.cfg.InitialClusterToken)
 		}

@@ -235,6 +235,7 @@ func (m *Member) startTransport() error {
 		Snapshots:   (*snapshotSource)(m),
 		Logger:      m.lg.Named("transport"),
 		Clock:       m.cfg.Clock,
+		TLS:         m.cfg.PeerTLS,
 		OnPeerError: func(id uint64, err error) {
 			m.lg.Debug("peer link error", zap.String("peer", idString(id)), zap.Error(err))
 			if errors.Is(err, transport.ErrSenderRemoved) {

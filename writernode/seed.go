@@ -217,7 +217,7 @@ var (
 )
 
 func (m *Member) seedFrom(ctx context.Context, peerURL string, floor uint64) error {
-	conn, err := dialPeer(peerURL)
+	conn, err := dialPeer(m.cfg.PeerTLS, peerURL)
 	if err != nil {
 		return err
 	}

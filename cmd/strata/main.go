@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -150,6 +151,10 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		zap.String("data-dir", cfg.DataDir),
 		zap.String("role", string(cfg.Role)))
 
+	mtls, err := buildTLS(cfg, lg)
+	if err != nil {
+		return err
+	}
 	// Bind first, as etcd does: a taken port fails before any state is
 	// touched, and the sockets exist once the process is up.
 	var lis []net.Listener
@@ -162,6 +167,9 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		l, err := serve.Listen(u)
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", u.String(), err)
+		}
+		if u.Scheme == "https" || u.Scheme == "unixs" {
+			l = tls.NewListener(l, mtls.clientServer)
 		}
 		lis = append(lis, l)
 	}
@@ -177,6 +185,9 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", u.String(), err)
 		}
+		if u.Scheme == "https" {
+			l = tls.NewListener(l, mtls.peerServer)
+		}
 		peerLis = append(peerLis, l)
 	}
 
@@ -184,6 +195,8 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		Name:                 cfg.Name,
 		DataDir:              cfg.DataDir,
 		ClientURLs:           urlStrings(cfg.AdvertiseClientURLs),
+		PeerTLS:              mtls.peerDial,
+		ClientTLS:            mtls.clientDial,
 		InitialCluster:       initialCluster(cfg.InitialClusterMembers),
 		InitialClusterToken:  cfg.InitialClusterToken,
 		JoinExisting:         !cfg.IsNewCluster(),

@@ -127,11 +127,11 @@ func (cl *cmdline) validate() error {
 			zap.String("name", cfg.Name))
 	}
 
-	minVersion, err := tlsVersion(cfg.TLSMinVersion)
+	minVersion, err := TLSVersion(cfg.TLSMinVersion)
 	if err != nil {
 		return err
 	}
-	maxVersion, err := tlsVersion(cfg.TLSMaxVersion)
+	maxVersion, err := TLSVersion(cfg.TLSMaxVersion)
 	if err != nil {
 		return err
 	}
@@ -162,6 +162,13 @@ func (cl *cmdline) validateStrata() error {
 		for _, u := range cfg.ListenMetricsURLs {
 			if u.Scheme == "https" || u.Scheme == "unixs" {
 				return errors.New("client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url")
+			}
+		}
+	}
+	if cfg.PeerTLS.Empty() && !cfg.PeerAutoTLS {
+		for _, u := range cfg.ListenPeerURLs {
+			if u.Scheme == "https" {
+				return fmt.Errorf("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url %s with HTTPS scheme", u.String())
 			}
 		}
 	}
@@ -262,7 +269,8 @@ func checkHostURLs(urls []url.URL) error {
 	return nil
 }
 
-func tlsVersion(v string) (uint16, error) {
+// TLSVersion parses a --tls-min-version or --tls-max-version value; "" is 0.
+func TLSVersion(v string) (uint16, error) {
 	switch v {
 	case "":
 		return 0, nil

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
@@ -58,8 +58,11 @@ type GRPCConfig struct {
 	// attempts to a peer, which doubles after each failure. Defaults 100ms
 	// and 5s.
 	MinBackoff, MaxBackoff time.Duration
-	// DialOptions are added to every peer connection (TLS credentials,
-	// for instance). Without transport credentials, links are insecure.
+	// TLS is the client side of peer TLS: links to peers with https URLs
+	// use a copy of it (LinkTLS), for both the raw message link and the
+	// gRPC connection. Nil: peers must have http URLs.
+	TLS *tls.Config
+	// DialOptions are added to every peer connection.
 	DialOptions []grpc.DialOption
 	// OnPeerError, when set, is called (from a transport goroutine) with
 	// each error that broke a link or failed a snapshot, so the member can
@@ -195,6 +198,10 @@ func (t *GRPCTransport) AddPeerWith(id uint64, urls []string, opts PeerOptions) 
 	if len(addrs) == 0 {
 		return fmt.Errorf("transport: peer %d has no URLs", id)
 	}
+	linkTLS, err := LinkTLS(urls, t.cfg.TLS)
+	if err != nil {
+		return err
+	}
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -208,7 +215,7 @@ func (t *GRPCTransport) AddPeerWith(id uint64, urls []string, opts PeerOptions) 
 	r.InitialState(resolver.State{Addresses: addrs})
 	dopts := []grpc.DialOption{
 		grpc.WithResolvers(r),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		DialCredentials(linkTLS),
 		// gRPC's own reconnect backoff is reset before each attempt (see
 		// grpcPeer.run), so the injected clock governs retries; these
 		// bounds only matter between attempts.
@@ -228,6 +235,7 @@ func (t *GRPCTransport) AddPeerWith(id uint64, urls []string, opts PeerOptions) 
 		id:     id,
 		conn:   conn,
 		addrs:  dialAddrs,
+		tls:    linkTLS,
 		ctx:    ctx,
 		cancel: cancel,
 		notify: make(chan struct{}, 1),
@@ -324,6 +332,7 @@ type grpcPeer struct {
 	// dialed to addrs (raw.go).
 	conn   *grpc.ClientConn
 	addrs  []string
+	tls    *tls.Config // nil: plain links
 	header frameHeader
 	// ctx is cancelled by stop; every stream of the peer derives from it.
 	ctx    context.Context

@@ -325,7 +325,9 @@ func (p *grpcPeer) dial(ctx context.Context) (net.Conn, error) {
 	for _, a := range p.addrs {
 		c, err := d.DialContext(ctx, "tcp", a)
 		if err == nil {
-			return c, nil
+			if c, err = dialTLS(ctx, c, p.tls); err == nil {
+				return c, nil
+			}
 		}
 		lastErr = err
 	}

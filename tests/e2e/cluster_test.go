@@ -239,7 +239,7 @@ func joinLearnerOf(ctx context.Context, t testing.TB, binary string, ms []*Membe
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := &Member{tb: t, Name: name, Binary: binary, ClientPort: ports[0], PeerPort: ports[1],
+	j := &Member{tb: t, Name: name, Binary: binary, ClientPort: ports[0], PeerPort: ports[1], Scheme: ms[0].Scheme,
 		env: []string{"PATH=" + os.Getenv("PATH")}}
 	j.DataDir = filepath.Join(t.TempDir(), name+".data")
 	j.logPath = filepath.Join(filepath.Dir(j.DataDir), name+".log")

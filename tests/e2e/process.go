@@ -43,6 +43,9 @@ type MemberConfig struct {
 	// Env is added to the child's environment, which otherwise holds only
 	// PATH (so ETCD_* variables of the caller never leak in).
 	Env []string
+	// HTTPS makes the client and peer URLs https; ExtraArgs must then
+	// carry the certificate flags.
+	HTTPS bool
 }
 
 // Member is one server process. Its data dir and arguments survive Kill and
@@ -54,6 +57,7 @@ type Member struct {
 	DataDir    string
 	ClientPort int
 	PeerPort   int
+	Scheme     string   // of the client and peer URLs: "http" (or "") or "https"
 	Args       []string // full argument list, without the binary
 	env        []string
 	logPath    string
@@ -96,10 +100,17 @@ func (b *syncBuffer) Bytes() []byte {
 func (m *Member) Endpoint() string { return "127.0.0.1:" + strconv.Itoa(m.ClientPort) }
 
 // ClientURL is the member's client URL.
-func (m *Member) ClientURL() string { return "http://" + m.Endpoint() }
+func (m *Member) ClientURL() string { return m.scheme() + "://" + m.Endpoint() }
 
 // PeerURL is the member's peer URL.
-func (m *Member) PeerURL() string { return "http://127.0.0.1:" + strconv.Itoa(m.PeerPort) }
+func (m *Member) PeerURL() string { return m.scheme() + "://127.0.0.1:" + strconv.Itoa(m.PeerPort) }
+
+func (m *Member) scheme() string {
+	if m.Scheme == "" {
+		return "http"
+	}
+	return m.Scheme
+}
 
 // StartCluster starts an n-member cluster of cfg.Binary on fresh 127.0.0.1
 // ports and fresh data dirs, and waits until every member has printed
@@ -151,6 +162,9 @@ func startCluster(tb testing.TB, prefix string, n int, cfg MemberConfig) ([]*Mem
 			ClientPort: ports[2*i],
 			PeerPort:   ports[2*i+1],
 			env:        append([]string{"PATH=" + os.Getenv("PATH")}, cfg.Env...),
+		}
+		if cfg.HTTPS {
+			m.Scheme = "https"
 		}
 		m.DataDir = filepath.Join(base, m.Name+".data")
 		// etcd's own e2e framework pre-creates the data dir; so do we.

@@ -73,12 +73,15 @@ func readStrataWAL(lg *zap.Logger, dataDir string) (*raftpb.HardState, []*raftpb
 			e.Data = data
 		}
 		if len(ents) == 0 {
-			// The indexes below the first entry that the snapshot
-			// marker covers (a member bootstraps from a snapshot at
-			// index 1, where etcd logs its initial members' conf
-			// changes) get placeholders: etcd's merge wants every index
-			// from 1. They carry no request.
-			for i := uint64(1); i < d.Index && i <= hs.Snapshot.Index; i++ {
+			// The indexes below the first entry get placeholders:
+			// etcd's merge wants every index from 1. A member
+			// bootstraps from a snapshot at index 1 (where etcd logs its
+			// initial members' conf changes) that its WAL does not
+			// record; indexes a snapshot covers may have been released.
+			// They carry no request: were one missing, a write it made
+			// would be missing from the watch replay and that check
+			// would fail, never pass wrongly.
+			for i := uint64(1); i < d.Index; i++ {
 				ents = append(ents, &raftpb.Entry{Index: proto.Uint64(i), Term: proto.Uint64(0), Type: raftpb.EntryType_EntryConfChange.Enum()})
 			}
 		}
