@@ -19,8 +19,11 @@ type replay struct {
 	start uint64
 	ents  []*raftpb.Entry
 	// keepReleased keeps the entries at or below the markers, as far as
-	// the segments still hold them (Inspect).
+	// the segments still hold them (Inspect). Entries kept from before a
+	// marker that jumped past them (a snapshot received from the leader)
+	// move to released, and the log goes on after the marker.
 	keepReleased bool
+	released     []*raftpb.Entry
 }
 
 // lastIndex is the index the log ends at: its last entry, or the marker's
@@ -44,6 +47,10 @@ func (r *replay) entry(e *raftpb.Entry) error {
 		// everything replayed so far.
 		clear(r.ents)
 		r.start, r.ents = i, append(r.ents[:0], e)
+	case i > r.start+uint64(len(r.ents)) && r.keepReleased && r.snap.Index >= i-1:
+		// A snapshot from the leader covers the gap.
+		r.released = append(r.released, r.ents...)
+		r.start, r.ents = i, []*raftpb.Entry{e}
 	case i > r.start+uint64(len(r.ents)):
 		return fmt.Errorf("entry %d leaves a gap after entry %d", i, r.start+uint64(len(r.ents))-1)
 	default:
@@ -79,6 +86,14 @@ func (r *replay) result() (*raftpb.HardState, SnapshotMarker, []*raftpb.Entry, e
 	ents := r.ents
 	if len(ents) > 0 && r.snap.Index > 0 && r.start != r.snap.Index+1 && !r.keepReleased {
 		return nil, SnapshotMarker{}, nil, fmt.Errorf("log resumes at index %d after snapshot marker at %d", r.start, r.snap.Index)
+	}
+	if r.keepReleased && len(r.released) > 0 {
+		// Overwrites after the jump may have reached below it.
+		k := len(r.released)
+		for k > 0 && len(ents) > 0 && r.released[k-1].GetIndex() >= ents[0].GetIndex() {
+			k--
+		}
+		ents = append(r.released[:k:k], ents...)
 	}
 	if len(ents) == 0 {
 		ents = nil

@@ -216,8 +216,9 @@ func (w *WAL) initEmpty() error {
 // Inspect reads the WAL in dir without changing anything (no lock, no
 // repair of a torn tail): the hard state, the latest marker, and every
 // entry the segments still hold, those at or below the marker included,
-// with raft's overwrite rule applied. It is for tools (strata dump-logs)
-// reading a stopped member's log.
+// with raft's overwrite rule applied. Indexes increase but may skip the
+// range a snapshot received from the leader covered. It is for tools
+// (strata dump-logs) reading a member's log.
 func Inspect(dir string) (hs *raftpb.HardState, snap SnapshotMarker, ents []*raftpb.Entry, err error) {
 	segs, err := listSegments(dir)
 	if err != nil {

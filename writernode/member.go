@@ -423,22 +423,50 @@ func (m *Member) recover(hs *raftpb.HardState, ents []*raftpb.Entry) (pipeline.S
 func (m *Member) bootstrap() error {
 	m.bootstrapCS = &raftpb.ConfState{}
 	defer func() { m.bootstrapCS = nil }()
-	ents := make([]*raftpb.Entry, 0, len(m.id.Members))
-	for i, mem := range m.id.Members {
-		cc := &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(mem.ID),
-			Context: applier.MemberContext(&pb.Member{ID: mem.ID, PeerURLs: mem.PeerURLs})}
-		data, err := proto.Marshal(cc)
-		if err != nil {
-			return err
-		}
-		ents = append(ents, &raftpb.Entry{
-			Type: raftpb.EntryConfChange.Enum(), Term: new(uint64(1)), Index: new(uint64(i + 1)), Data: data,
-		})
+	ents, err := m.id.bootstrapEntries()
+	if err != nil {
+		return err
 	}
 	if err := m.app.Apply(ents); err != nil {
 		return err
 	}
 	return m.app.Sync()
+}
+
+// bootstrapEntries are the entries a member of a new cluster applies
+// before raft starts, without logging them: one ConfChangeAddNode per
+// initial member at term 1, indexes 1..n, as etcd logs them. A member that
+// joined has none.
+func (id *identity) bootstrapEntries() ([]*raftpb.Entry, error) {
+	if id.Joined {
+		return nil, nil
+	}
+	ents := make([]*raftpb.Entry, 0, len(id.Members))
+	for i, mem := range id.Members {
+		cc := &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(mem.ID),
+			Context: applier.MemberContext(&pb.Member{ID: mem.ID, PeerURLs: mem.PeerURLs})}
+		data, err := proto.Marshal(cc)
+		if err != nil {
+			return nil, err
+		}
+		ents = append(ents, &raftpb.Entry{
+			Type: raftpb.EntryConfChange.Enum(), Term: new(uint64(1)), Index: new(uint64(i + 1)), Data: data,
+		})
+	}
+	return ents, nil
+}
+
+// BootstrapEntries reads the identity in the member directory dir
+// (<data-dir>/member) and returns its bootstrap entries (for tools:
+// strata dump-logs shows them where etcd's log has them). A member that
+// joined an existing cluster, or a directory without an identity, has
+// none.
+func BootstrapEntries(dir string) ([]*raftpb.Entry, error) {
+	id, ok, err := loadIdentity(dir)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return id.bootstrapEntries()
 }
 
 // applyConfChange is the applier's hook for committed conf changes. During

@@ -12,16 +12,20 @@ import (
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/wal"
+	"github.com/stratakv/strata/writernode"
 )
 
 // dumpLogs is `strata dump-logs --data-dir DIR`, etcd's etcd-dump-logs
 // for strata's WAL: one JSON line with the hard state and the latest
-// snapshot marker, then one per entry
-// the WAL's segments still hold (released ones included, until their
-// segment is removed), with a normal entry's requests split out of
-// strata's batch and each encoded as etcd's InternalRaftRequest (base64, as
-// encoding/json writes []byte). It changes nothing (wal.Inspect): read a
-// stopped member's log, or a running one's at the risk of a torn tail.
+// snapshot marker, then one per entry: the bootstrap conf changes of a
+// member of a new cluster (indexes 1..n, which strata applies without
+// logging and etcd logs), then every entry the WAL's segments still hold
+// (released ones included, until their segment is removed; a range a
+// snapshot from the leader covered is skipped), with a normal entry's
+// requests split out of strata's batch and each encoded as etcd's
+// InternalRaftRequest (base64, as encoding/json writes []byte). It changes
+// nothing (wal.Inspect): read a stopped member's log, or a running one's at
+// the risk of a torn tail.
 func dumpLogs(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("strata dump-logs", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -33,7 +37,7 @@ func dumpLogs(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: strata dump-logs --data-dir DIR")
 		return 2
 	}
-	if err := writeLogs(filepath.Join(*dataDir, "member", "wal"), stdout); err != nil {
+	if err := writeLogs(filepath.Join(*dataDir, "member"), stdout); err != nil {
 		fmt.Fprintf(stderr, "strata dump-logs: %v\n", err)
 		return 1
 	}
@@ -54,16 +58,24 @@ type dumpedEntry struct {
 	Data     []byte   `json:",omitempty"`
 }
 
-func writeLogs(dir string, out io.Writer) error {
-	hs, snap, ents, err := wal.Inspect(dir)
+func writeLogs(memberDir string, out io.Writer) error {
+	hs, snap, ents, err := wal.Inspect(filepath.Join(memberDir, "wal"))
 	if err != nil {
 		return err
 	}
+	boot, err := writernode.BootstrapEntries(memberDir)
+	if err != nil {
+		return err
+	}
+	for len(boot) > 0 && len(ents) > 0 && boot[len(boot)-1].GetIndex() >= ents[0].GetIndex() {
+		boot = boot[:len(boot)-1]
+	}
+	ents = append(boot, ents...)
 	enc := json.NewEncoder(out)
 	first := struct {
 		HardState dumpedHardState
 		// Snapshot is the latest snapshot marker: the log before it
-		// may be gone (a member bootstraps from a snapshot at index 1).
+		// may be gone.
 		Snapshot struct{ Index, Term uint64 }
 	}{HardState: dumpedHardState{hs.GetTerm(), hs.GetVote(), hs.GetCommit()}}
 	first.Snapshot.Index, first.Snapshot.Term = snap.Index, snap.Term

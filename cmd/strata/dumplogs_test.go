@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,5 +75,52 @@ func TestDumpLogs(t *testing.T) {
 	errOut.Reset()
 	if code := run([]string{"dump-logs", "--data-dir", filepath.Join(dir, "missing")}, nil, &out, &errOut); code != 1 || errOut.Len() == 0 {
 		t.Fatalf("a missing data dir: exit %d, %q", code, errOut.String())
+	}
+}
+
+// TestDumpLogsBootstrap: a member of a new cluster applies its initial
+// members' conf changes without logging them; dump-logs shows them at
+// indexes 1..n, where etcd's log has them, before what the WAL holds.
+func TestDumpLogsBootstrap(t *testing.T) {
+	dir := t.TempDir()
+	w, err := wal.Open(filepath.Join(dir, "member", "wal"), wal.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Save(&raftpb.HardState{Term: new(uint64(2)), Commit: new(uint64(4))}, []*raftpb.Entry{{Index: new(uint64(4)), Term: new(uint64(2))}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	identity := `{"name":"a","memberID":1,"clusterID":9,"members":[` +
+		`{"name":"a","id":1,"peerURLs":["http://127.0.0.1:1"]},` +
+		`{"name":"b","id":2,"peerURLs":["http://127.0.0.1:2"]},` +
+		`{"name":"c","id":3,"peerURLs":["http://127.0.0.1:3"]}]}`
+	if err := os.WriteFile(filepath.Join(dir, "member", "identity.json"), []byte(identity), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dump-logs", "--data-dir", dir}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("dump:\n%s", out.String())
+	}
+	for i, line := range lines[1:4] {
+		var e dumpedEntry
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatal(err)
+		}
+		var cc raftpb.ConfChange
+		if err := proto.Unmarshal(e.Data, &cc); err != nil || e.Index != uint64(i+1) || e.Term != 1 || e.Type != "EntryConfChange" ||
+			cc.GetType() != raftpb.ConfChangeAddNode || cc.GetNodeId() != uint64(i+1) {
+			t.Fatalf("bootstrap entry %d: %+v (%v, %v)", i+1, e, &cc, err)
+		}
+	}
+	var e dumpedEntry
+	if err := json.Unmarshal([]byte(lines[4]), &e); err != nil || e.Index != 4 {
+		t.Fatalf("the logged entry: %+v, %v", e, err)
 	}
 }

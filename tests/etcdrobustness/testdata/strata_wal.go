@@ -42,7 +42,6 @@ func readStrataWAL(lg *zap.Logger, dataDir string) (*raftpb.HardState, []*raftpb
 	}
 	var hs struct {
 		HardState struct{ Term, Vote, Commit uint64 }
-		Snapshot  struct{ Index, Term uint64 }
 	}
 	if err := json.Unmarshal(sc.Bytes(), &hs); err != nil {
 		return nil, nil, err
@@ -71,19 +70,6 @@ func readStrataWAL(lg *zap.Logger, dataDir string) (*raftpb.HardState, []*raftpb
 				data = append(data, r...)
 			}
 			e.Data = data
-		}
-		if len(ents) == 0 {
-			// The indexes below the first entry get placeholders:
-			// etcd's merge wants every index from 1. A member
-			// bootstraps from a snapshot at index 1 (where etcd logs its
-			// initial members' conf changes) that its WAL does not
-			// record; indexes a snapshot covers may have been released.
-			// They carry no request: were one missing, a write it made
-			// would be missing from the watch replay and that check
-			// would fail, never pass wrongly.
-			for i := uint64(1); i < d.Index; i++ {
-				ents = append(ents, &raftpb.Entry{Index: proto.Uint64(i), Term: proto.Uint64(0), Type: raftpb.EntryType_EntryConfChange.Enum()})
-			}
 		}
 		ents = append(ents, e)
 	}
