@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/stratakv/strata/internal/failpoint"
 	"github.com/stratakv/strata/internal/watch"
 )
 
@@ -73,6 +74,7 @@ func (s *Watch) Watch(stream pb.Watch_WatchServer) error {
 			return watchEnd(ctx, stream.Context(), err)
 		}
 		for _, r := range out {
+			failpoint.BeforeSendWatchResponse.Hit()
 			if err := stream.Send(r); err != nil {
 				return err
 			}

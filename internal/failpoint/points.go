@@ -31,4 +31,7 @@ var (
 	CompactAfterCommitBatch             = New("compactAfterCommitBatch")
 	CompactBeforeSetFinishedCompact     = New("compactBeforeSetFinishedCompact")
 	CompactAfterSetFinishedCompact      = New("compactAfterSetFinishedCompact")
+	// BeforeSendWatchResponse precedes every response a watch stream
+	// sends (a sleep here is a slow watcher).
+	BeforeSendWatchResponse = New("beforeSendWatchResponse")
 )
