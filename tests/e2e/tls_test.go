@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/big"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,14 +59,7 @@ func TestMutualTLSClusterWithReader(t *testing.T) {
 		}
 		return cfg
 	}
-	client := func(m *Member, c certtest.Cert) *clientv3.Client {
-		cl, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, TLS: tlsFor(c), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.Close() })
-		return cl
-	}
+	client := func(m *Member, c certtest.Cert) *clientv3.Client { return newTLSEndpointClient(t, m, tlsFor(c)) }
 	var clients []*clientv3.Client
 	for _, m := range ms {
 		clients = append(clients, client(m, user))
@@ -174,4 +168,61 @@ func pool(t *testing.T, caFile string) *x509.CertPool {
 		t.Fatal("no CA certificate in " + caFile)
 	}
 	return p
+}
+
+// TestAutoTLSCluster: --auto-tls and --peer-auto-tls give every member a
+// self-signed certificate under <data-dir>/fixtures; the members link over
+// TLS without verifying each other (etcd's behaviour), and a restarted
+// member keeps its certificate.
+func TestAutoTLSCluster(t *testing.T) {
+	b := needSubject(t)
+	if b.SubjectName != "strata" {
+		t.Skip("runs strata's multi-member path")
+	}
+	ms := StartCluster(t, "auto", 3, MemberConfig{Binary: b.Subject, HTTPS: true,
+		ExtraArgs: append(slices.Clone(fastRaft), "--auto-tls", "--peer-auto-tls")})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	insecure := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{ms[0].Endpoint(), ms[1].Endpoint(), ms[2].Endpoint()}, TLS: insecure, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Put(ctx, "auto", "tls"); err != nil {
+		t.Fatal(err)
+	}
+	for _, side := range []string{"client", "peer"} {
+		if _, err := os.Stat(filepath.Join(ms[1].DataDir, "fixtures", side, "cert.pem")); err != nil {
+			t.Fatalf("%s certificate: %v", side, err)
+		}
+	}
+	before, err := tlsRead(ms[1].PeerPort, insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ms[1].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms[1].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := tlsRead(ms[1].PeerPort, insecure)
+	if err != nil || after.Cmp(before) != 0 {
+		t.Fatalf("the restarted member's peer certificate: serial %v, before %v: %v", after, before, err)
+	}
+	got, err := newTLSEndpointClient(t, ms[1], insecure).Get(ctx, "auto")
+	if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != "tls" {
+		t.Fatalf("read on the restarted member: %v, %v", got, err)
+	}
+}
+
+func newTLSEndpointClient(t *testing.T, m *Member, cfg *tls.Config) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, TLS: cfg, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
