@@ -97,6 +97,9 @@ type Config struct {
 	// HashCheckInterval is how often a reader compares its HashKV with
 	// the leader's (hashcheck.go); 0: never.
 	HashCheckInterval time.Duration
+	// AutoCompaction is etcd's auto compaction (autocompact.go); the
+	// zero value disables it.
+	AutoCompaction AutoCompaction
 
 	Versions api.Versions
 	Logger   *zap.Logger
@@ -278,6 +281,7 @@ func Start(cfg Config) (*Member, error) {
 	if cfg.Reader && cfg.HashCheckInterval > 0 {
 		m.bg.Go(func() { m.runHashCheck(cfg.HashCheckInterval) })
 	}
+	m.startAutoCompaction()
 	ok = true
 	return m, nil
 }

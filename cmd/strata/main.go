@@ -219,6 +219,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		WatchProgressInterval: max(cfg.WatchProgressNotifyInterval, minWatchProgressInterval),
 		Reader:                cfg.Role == config.RoleReader,
 		HashCheckInterval:     readerHashCheck(cfg),
+		AutoCompaction:        writernode.AutoCompaction{Period: cfg.AutoCompactionPeriod, Revisions: cfg.AutoCompactionRevisions},
 		OpenEngine:            openEngine(cfg.Role, lg),
 		NewReplacementEngine:  replacementEngine(cfg.Role),
 		Versions:              api.Versions{Server: version.EtcdServer, Storage: version.Storage},

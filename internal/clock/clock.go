@@ -109,6 +109,21 @@ func (m *Manual) Advance(d time.Duration) {
 	m.mu.waiters = live
 }
 
+// Waiters is the number of timers and tickers that have not fired (a
+// ticker counts until stopped): a test waits for the code under test to
+// be waiting before it advances the clock.
+func (m *Manual) Waiters() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, w := range m.mu.waiters {
+		if !w.dead {
+			n++
+		}
+	}
+	return n
+}
+
 type manualTicker struct {
 	m *Manual
 	w *manualWaiter
