@@ -128,6 +128,8 @@ type Applier struct {
 		// removed mirrors the c/r/ keys: members removed from the
 		// cluster, asked about on every received peer message.
 		removed map[uint64]bool
+		// alarms mirrors st.alarms.
+		alarms alarmSet
 	}
 
 	compactor compactor
@@ -142,6 +144,8 @@ type applyState struct {
 	// revision (-1 until the first compaction, as in etcd).
 	rev, compacted int64
 	phys           compactorState
+	// alarms are the active alarms (alarm.go).
+	alarms alarmSet
 }
 
 // New opens the state machine in cfg.Engine, initialising an empty engine
@@ -194,6 +198,7 @@ func New(cfg Config) (*Applier, error) {
 func (a *Applier) publishLocked(st *applyState) {
 	a.mu.applied = AppliedState{Index: st.index, Term: st.term, ConfState: st.confState}
 	a.mu.rev, a.mu.compacted, a.mu.physical = st.rev, st.compacted, st.phys.done
+	a.mu.alarms = st.alarms
 	close(a.mu.changed)
 	a.mu.changed = make(chan struct{})
 }
@@ -383,6 +388,8 @@ var rejections = map[error]bool{
 	rpctypes.ErrGRPCLeaseNotFound:     true,
 	rpctypes.ErrGRPCLeaseExist:        true,
 	rpctypes.ErrGRPCLeaseTTLTooLarge:  true,
+	rpctypes.ErrGRPCNoSpace:           true,
+	rpctypes.ErrGRPCCorrupt:           true,
 	ErrUnsupportedRequest:             true,
 }
 
@@ -401,7 +408,9 @@ func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftReques
 		resp proto.Message
 		err  error
 	)
+	err = st.alarms.capped(r)
 	switch {
+	case err != nil:
 	case r.Put != nil:
 		if err = CheckPutRequest(r.Put); err == nil {
 			if err = t.checkPut(r.Put); err == nil {
@@ -430,6 +439,8 @@ func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftReques
 		resp, err = t.leaseRevoke(r.LeaseRevoke)
 	case r.LeaseCheckpoint != nil:
 		resp, err = t.leaseCheckpoint(r.LeaseCheckpoint)
+	case r.Alarm != nil:
+		resp, err = applyAlarm(b, st, r.Alarm)
 	default:
 		err = ErrUnsupportedRequest
 	}
@@ -658,6 +669,9 @@ func loadState(r Reader) (st applyState, found bool, err error) {
 		}
 	}
 	if st.phys, err = loadCompactorState(r); err != nil {
+		return applyState{}, false, err
+	}
+	if st.alarms, err = loadAlarms(r); err != nil {
 		return applyState{}, false, err
 	}
 	return st, true, nil

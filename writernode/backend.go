@@ -10,6 +10,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -61,6 +62,8 @@ func (b *backend) WaitCompaction(ctx context.Context, rev int64) error {
 
 func (b *backend) HashKV(rev int64) (applier.HashKVResult, error) { return b.app.HashKV(rev) }
 
+func (b *backend) Defragment(ctx context.Context) error { return stoppedErr(b.app.Defragment(ctx)) }
+
 // LinearizableBarrier waits for a ReadIndex round and for the applier to
 // catch up with it, for at most etcd's request timeout: a read that cannot
 // be confirmed (no leader) fails with "request timed out" rather than
@@ -94,7 +97,40 @@ func (b *backend) Propose(ctx context.Context, r *pb.InternalRaftRequest) (appli
 	if st.Commit > st.Applied+maxApplyLag {
 		return applier.Result{}, rpctypes.ErrGRPCRequestTooManyRequests
 	}
+	if err := b.checkQuota(r); err != nil {
+		return applier.Result{}, err
+	}
 	return b.prop.Propose(ctx, r)
+}
+
+// checkQuota is etcd's quota check, made by the member a request reaches
+// before it proposes it: a request that takes space (applier.TakesSpace)
+// while the member's state machine is past --quota-backend-bytes raises
+// the NOSPACE alarm for the member, through the log, and is refused with
+// etcd's "etcdserver: mvcc: database space exceeded". The alarm then
+// refuses such requests on every member until it is disarmed.
+func (b *backend) checkQuota(r *pb.InternalRaftRequest) error {
+	if b.cfg.QuotaBytes <= 0 || !applier.TakesSpace(r) || b.app.Stats().SizeBytes <= b.cfg.QuotaBytes {
+		return nil
+	}
+	active := slices.ContainsFunc(b.app.Alarms(), func(a *pb.AlarmMember) bool {
+		return a.MemberID == b.id.MemberID && a.Alarm == pb.AlarmType_NOSPACE
+	})
+	if !active && b.raisingNoSpace.CompareAndSwap(false, true) {
+		b.lg.Warn("the state machine is past its quota; raising the NOSPACE alarm",
+			zap.Int64("size", b.app.Stats().SizeBytes), zap.Int64("quota", b.cfg.QuotaBytes))
+		go func() {
+			defer b.raisingNoSpace.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), b.requestTimeout())
+			defer cancel()
+			_, err := b.prop.Propose(ctx, &pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{
+				Action: pb.AlarmRequest_ACTIVATE, MemberID: b.id.MemberID, Alarm: pb.AlarmType_NOSPACE}})
+			if err != nil {
+				b.lg.Warn("cannot raise the NOSPACE alarm", zap.Error(err))
+			}
+		}()
+	}
+	return rpctypes.ErrGRPCNoSpace
 }
 
 func (b *backend) Header() *pb.ResponseHeader {
@@ -127,8 +163,14 @@ func (b *backend) Status() api.MemberStatus {
 	if st.Lead == 0 {
 		ms.Errors = append(ms.Errors, rpctypes.ErrNoLeader.Error())
 	}
+	for _, a := range b.app.Alarms() {
+		ms.Errors = append(ms.Errors, a.String()) // etcd's text: "memberID:<id> alarm:NOSPACE "
+	}
 	return ms
 }
+
+// Alarms returns the active alarms (api.Backend).
+func (b *backend) Alarms() []*pb.AlarmMember { return b.app.Alarms() }
 
 func (b *backend) Members() ([]*pb.Member, error) {
 	ms, err := b.app.Members()

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -142,6 +143,9 @@ type Member struct {
 	// leaderConns reaches the leader's client URL for forwarded lease
 	// calls (leaseapi.go).
 	leaderConns leaderConns
+	// raisingNoSpace is set while a NOSPACE alarm of this member is being
+	// proposed (backend.checkQuota), so that only one is.
+	raisingNoSpace atomic.Bool
 
 	peers    *transport.GRPCTransport
 	peerGRPC *grpc.Server
@@ -625,6 +629,9 @@ func (m *Member) Health(ctx context.Context, serializable bool) error {
 
 // HasLeader reports whether the member knows a leader.
 func (m *Member) HasLeader() bool { return (*backend)(m).HasLeader() }
+
+// Alarms returns the cluster's active alarms.
+func (m *Member) Alarms() []*pb.AlarmMember { return m.app.Alarms() }
 
 // IsLearner reports whether the member is a raft learner now.
 func (m *Member) IsLearner() bool { return (*backend)(m).Status().IsLearner }

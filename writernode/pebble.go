@@ -1,6 +1,7 @@
 package writernode
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -112,6 +113,17 @@ func (e *PebbleEngine) Stats() applier.EngineStats {
 	live := m.Table.Local.LiveSize + m.BlobFiles.Local.LiveSize + max(m.WAL.Size, m.WAL.PhysicalSize)
 	size := m.DiskSpaceUsage()
 	return applier.EngineStats{SizeBytes: int64(size), LiveBytes: int64(min(live, size))}
+}
+
+// CompactAll implements applier.Compacter: a manual compaction of the
+// whole key space (every key the applier writes is below 0xFF), which
+// rewrites the tables without the versions and tombstones a compaction of
+// the history made obsolete. Pebble stays readable and writable meanwhile.
+func (e *PebbleEngine) CompactAll(ctx context.Context) error {
+	if err := e.db.Flush(); err != nil {
+		return err
+	}
+	return e.db.Compact(ctx, []byte{0}, []byte{0xff}, true)
 }
 
 // Close implements applier.Engine. Without Pebble's WAL the memtables are

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 
 	"github.com/stratakv/strata/applier"
@@ -300,6 +301,21 @@ func httpHandler(cfg *config.Config, m *writernode.Member) http.Handler {
 		return m.Health(ctx, serializable)
 	}
 	health := func(ctx context.Context, q serve.HealthQuery) serve.HealthStatus {
+		// As etcd: any alarm not excluded (?exclude=NOSPACE) fails
+		// the check, serializable or not.
+		for _, a := range m.Alarms() {
+			if q.ExcludedAlarms[a.Alarm.String()] {
+				continue
+			}
+			switch a.Alarm {
+			case pb.AlarmType_NOSPACE:
+				return serve.HealthStatus{Reason: serve.ReasonAlarmNoSpace}
+			case pb.AlarmType_CORRUPT:
+				return serve.HealthStatus{Reason: serve.ReasonAlarmCorrupt}
+			default:
+				return serve.HealthStatus{Reason: serve.ReasonAlarmUnknown}
+			}
+		}
 		if !q.Serializable && !m.HasLeader() {
 			return serve.HealthStatus{Reason: serve.ReasonNoLeader}
 		}

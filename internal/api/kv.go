@@ -31,6 +31,9 @@ type Backend interface {
 	WaitCompaction(ctx context.Context, rev int64) error
 	// HashKV hashes the MVCC state at rev (0 for the current one).
 	HashKV(rev int64) (applier.HashKVResult, error)
+	// Defragment reclaims the space compactions and deletions freed
+	// (etcd's Defragment; an LSM's manual compaction).
+	Defragment(ctx context.Context) error
 	// Header returns a response header with this member's cluster ID,
 	// member ID and current raft term.
 	Header() *pb.ResponseHeader

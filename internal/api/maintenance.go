@@ -205,10 +205,17 @@ func (s *Maintenance) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.Stat
 	}, nil
 }
 
-// Alarm implements etcd's Maintenance.Alarm. strata raises no alarms yet
-// (quotas and corruption checks come later), so GET lists none.
+// Alarm implements etcd's Maintenance.Alarm: every action, GET included,
+// goes through the log, as in etcd, so the answer reflects every alarm
+// raised or cleared before it.
 func (s *Maintenance) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	return &pb.AlarmResponse{Header: s.b.Header()}, nil
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Alarm: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.AlarmResponse)
+	out.Header = s.b.Header()
+	return out, nil
 }
 
 // HashKV implements etcd's Maintenance.HashKV for this member. The hash is
@@ -229,9 +236,15 @@ func (s *Maintenance) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.Hash
 	}, nil
 }
 
-// Defragment implements etcd's Maintenance.Defragment. An LSM reclaims space
-// by compaction in the background, so there is nothing to do: the call
-// succeeds at once (docs/compat.md).
+// Defragment implements etcd's Maintenance.Defragment. An LSM reclaims
+// space by compaction in the background; here the member compacts its
+// whole key space at once, so that the space a compaction freed is back
+// when the call returns (as after etcd's defragmentation, which is what
+// clears the way for disarming NOSPACE). Unlike etcd's it blocks neither
+// reads nor writes (docs/compat.md).
 func (s *Maintenance) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if err := s.b.Defragment(ctx); err != nil {
+		return nil, togRPCError(err)
+	}
 	return &pb.DefragmentResponse{Header: s.b.Header()}, nil
 }
