@@ -124,3 +124,27 @@ func TestDumpLogsBootstrap(t *testing.T) {
 		t.Fatalf("the logged entry: %+v, %v", e, err)
 	}
 }
+
+func TestSnapshotCommandErrors(t *testing.T) {
+	var out, errOut bytes.Buffer
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"snapshot"}, 2, "usage: strata snapshot"},
+		{[]string{"snapshot", "status"}, 2, "snapshot file path is required"},
+		{[]string{"snapshot", "status", filepath.Join(t.TempDir(), "missing.db")}, 1, "no such file"},
+		{[]string{"snapshot", "restore", "f.db", "--name", "a", "--initial-cluster", "a=http://127.0.0.1:1", "--initial-advertise-peer-urls", "http://127.0.0.1:2"}, 2,
+			"--initial-cluster must include a=http://127.0.0.1:2"},
+	} {
+		out.Reset()
+		errOut.Reset()
+		if code := run(tc.args, nil, &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%v: exit %d, %q; want %d, %q", tc.args, code, errOut.String(), tc.code, tc.want)
+		}
+	}
+	if got := humanBytes(2_123_456); got != "2.1 MB" {
+		t.Errorf("humanBytes = %q", got)
+	}
+}

@@ -97,6 +97,9 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "perf" {
 		return perfMain(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "snapshot" {
+		return snapshotCmd(args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "dump-logs" {
 		return dumpLogs(args[1:], stdout, stderr)
 	}

@@ -127,3 +127,7 @@ func (c *Config) advertiseMatchesCluster() error {
 	return fmt.Errorf("--initial-advertise-peer-urls has %s but missing from --initial-cluster=%s",
 		strings.Join(missing, ","), initialClusterFromName(c.Name, c.InitialAdvertisePeerURLs))
 }
+
+// ParseInitialCluster parses an --initial-cluster value
+// ("name=url,name=url,..."; a name may repeat with more URLs).
+func ParseInitialCluster(s string) (map[string][]url.URL, error) { return parseInitialCluster(s) }

@@ -46,6 +46,11 @@ type MemberConfig struct {
 	// HTTPS makes the client and peer URLs https; ExtraArgs must then
 	// carry the certificate flags.
 	HTTPS bool
+	// Prepare, when set, runs for each member after its (empty) data
+	// dir is made and before it starts, with the cluster's
+	// --initial-cluster and --initial-cluster-token values (to restore a
+	// backup into it, for instance).
+	Prepare func(m *Member, initialCluster, token string) error
 }
 
 // Member is one server process. Its data dir and arguments survive Kill and
@@ -197,6 +202,13 @@ func startCluster(tb testing.TB, prefix string, n int, cfg MemberConfig) ([]*Mem
 			"--initial-cluster-token=" + token,
 			"--log-level=info",
 		}, cfg.ExtraArgs...)
+	}
+	for _, m := range ms {
+		if cfg.Prepare != nil {
+			if err := cfg.Prepare(m, strings.Join(initial, ","), token); err != nil {
+				return nil, fmt.Errorf("e2e: preparing %s: %w", m.Name, err)
+			}
+		}
 	}
 	for _, m := range ms {
 		if err := m.start(); err != nil {
