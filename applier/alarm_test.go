@@ -109,3 +109,24 @@ func TestTakesSpace(t *testing.T) {
 		}
 	}
 }
+
+// TestHash: members that applied the same entries hash alike; one more
+// entry changes the hash.
+func TestHash(t *testing.T) {
+	a, b := newTestEnv(t, Config{}), newTestEnv(t, Config{})
+	for _, e := range []*testEnv{a, b} {
+		e.apply(e.entry(put("a", "1"), put("b", "2")), e.entry(del("a", "")))
+	}
+	ha, ra, err := a.a.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, rb, err := b.a.Hash()
+	if err != nil || ha != hb || ra != rb || ra != 4 {
+		t.Fatalf("hashes %x@%d and %x@%d (%v); want equal at 4", ha, ra, hb, rb, err)
+	}
+	b.apply(b.entry(put("c", "3")))
+	if hc, _, _ := b.a.Hash(); hc == ha {
+		t.Fatal("another entry left the hash unchanged")
+	}
+}

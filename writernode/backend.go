@@ -64,6 +64,11 @@ func (b *backend) HashKV(rev int64) (applier.HashKVResult, error) { return b.app
 
 func (b *backend) Defragment(ctx context.Context) error { return stoppedErr(b.app.Defragment(ctx)) }
 
+func (b *backend) Hash() (uint32, int64, error) {
+	h, rev, err := b.app.Hash()
+	return h, rev, stoppedErr(err)
+}
+
 // LinearizableBarrier waits for a ReadIndex round and for the applier to
 // catch up with it, for at most etcd's request timeout: a read that cannot
 // be confirmed (no leader) fails with "request timed out" rather than

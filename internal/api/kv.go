@@ -34,6 +34,9 @@ type Backend interface {
 	// Defragment reclaims the space compactions and deletions freed
 	// (etcd's Defragment; an LSM's manual compaction).
 	Defragment(ctx context.Context) error
+	// Hash hashes the whole state machine (etcd's Hash) and returns the
+	// revision it did so at.
+	Hash() (hash uint32, rev int64, err error)
 	// Header returns a response header with this member's cluster ID,
 	// member ID and current raft term.
 	Header() *pb.ResponseHeader

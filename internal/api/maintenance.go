@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"hash"
 	"io"
+	"regexp"
+	"strings"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -247,4 +250,44 @@ func (s *Maintenance) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (
 		return nil, togRPCError(err)
 	}
 	return &pb.DefragmentResponse{Header: s.b.Header()}, nil
+}
+
+// Hash implements etcd's Maintenance.Hash: a hash of the member's whole
+// state machine (applier.Hash; strata's, not comparable with etcd's).
+func (s *Maintenance) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
+	h, rev, err := s.b.Hash()
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	hdr := s.b.Header()
+	hdr.Revision = rev
+	return &pb.HashResponse{Header: hdr, Hash: h}, nil
+}
+
+// downgradeVersion is what etcd accepts as a downgrade target: a semantic
+// version, or major.minor.
+var downgradeVersion = regexp.MustCompile(`^\d+\.\d+(\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?$`)
+
+// Downgrade implements etcd's Maintenance.Downgrade with etcd's validation
+// and errors. strata has no older version to go back to (an etcd 3.6
+// binary cannot read its data), so no target is valid: VALIDATE and ENABLE
+// answer etcd's "invalid downgrade target version" for any well-formed
+// version. CANCEL, with no downgrade in progress (none can be), answers as
+// etcd v3.7.3 does then: success, with the cluster version (major.minor).
+func (s *Maintenance) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	switch r.Action {
+	case pb.DowngradeRequest_VALIDATE, pb.DowngradeRequest_ENABLE:
+		if !downgradeVersion.MatchString(r.Version) {
+			return nil, rpctypes.ErrGRPCWrongDowngradeVersionFormat
+		}
+		return nil, rpctypes.ErrGRPCInvalidDowngradeTargetVersion
+	case pb.DowngradeRequest_CANCEL:
+		v := s.versions.Server
+		if parts := strings.SplitN(v, ".", 3); len(parts) >= 2 {
+			v = parts[0] + "." + parts[1]
+		}
+		return &pb.DowngradeResponse{Header: s.b.Header(), Version: v}, nil
+	}
+	// etcd's ErrUnknownMethod, which it has no gRPC mapping for.
+	return nil, status.Error(codes.Unknown, "etcdserver: unknown method")
 }

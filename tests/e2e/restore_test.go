@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -117,4 +118,23 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireEqualHashKV(ctx, t, rc, put.Header.Revision)
+	// Maintenance.Hash covers the whole state machine: equal once every
+	// member has applied the same entries (bounded wait).
+	for {
+		var hashes []uint32
+		for _, c := range rc {
+			resp, err := pb.NewMaintenanceClient(c.ActiveConnection()).Hash(ctx, &pb.HashRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hashes = append(hashes, resp.Hash)
+		}
+		if hashes[0] == hashes[1] && hashes[1] == hashes[2] {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("Hash differs between members: %x", hashes)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the members' state; bounded by ctx
+	}
 }
