@@ -33,11 +33,17 @@ var (
 )
 
 func (b *backend) Range(r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := b.refuseIfCorrupt(); err != nil {
+		return nil, err
+	}
 	resp, err := b.app.Range(r)
 	return resp, stoppedErr(err)
 }
 
 func (b *backend) ReadTxn(r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := b.refuseIfCorrupt(); err != nil {
+		return nil, err
+	}
 	resp, err := b.app.ReadTxn(r)
 	return resp, stoppedErr(err)
 }
@@ -118,10 +124,7 @@ func (b *backend) checkQuota(r *pb.InternalRaftRequest) error {
 	if b.cfg.QuotaBytes <= 0 || !applier.TakesSpace(r) || b.app.Stats().SizeBytes <= b.cfg.QuotaBytes {
 		return nil
 	}
-	active := slices.ContainsFunc(b.app.Alarms(), func(a *pb.AlarmMember) bool {
-		return a.MemberID == b.id.MemberID && a.Alarm == pb.AlarmType_NOSPACE
-	})
-	if !active && b.raisingNoSpace.CompareAndSwap(false, true) {
+	if !hasAlarm(b.app.Alarms(), b.id.MemberID, pb.AlarmType_NOSPACE) && b.raisingNoSpace.CompareAndSwap(false, true) {
 		b.lg.Warn("the state machine is past its quota; raising the NOSPACE alarm",
 			zap.Int64("size", b.app.Stats().SizeBytes), zap.Int64("quota", b.cfg.QuotaBytes))
 		go func() {

@@ -162,36 +162,16 @@ func (b *backend) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	var target string
-	var tc *tls.Config
+	var clientURLs []string
 	for _, m := range members {
-		if m.ID == lead && len(m.ClientURLs) > 0 {
-			u, err := url.Parse(m.ClientURLs[0])
-			if err != nil {
-				return nil, err
-			}
-			target = u.Host
-			if u.Scheme == "unix" || u.Scheme == "unixs" {
-				target = "unix://" + u.Host + u.Path
-			}
-			if u.Scheme == "https" || u.Scheme == "unixs" {
-				// The member's client-side TLS (--client-cert-file or
-				// --cert-file, --trusted-ca-file), or crypto/tls's
-				// defaults without one.
-				tc = &tls.Config{MinVersion: tls.VersionTLS12}
-				if b.cfg.ClientTLS != nil {
-					tc = b.cfg.ClientTLS.Clone()
-				}
-				if tc.ServerName == "" {
-					tc.ServerName = u.Hostname()
-				}
-			}
+		if m.ID == lead {
+			clientURLs = m.ClientURLs
 		}
 	}
-	if target == "" {
+	if len(clientURLs) == 0 {
 		return nil, rpctypes.ErrGRPCNoLeader // the leader has not published its client URLs yet
 	}
-	c, err := grpc.NewClient(target, transport.DialCredentials(tc))
+	c, err := b.dialClientURL(clientURLs[0])
 	if err != nil {
 		return nil, err
 	}
@@ -200,4 +180,30 @@ func (b *backend) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	}
 	lc.conn, lc.id = c, lead
 	return c, nil
+}
+
+// dialClientURL returns a client connection to another member's client
+// URL, over TLS for https and unixs: the member's client-side TLS
+// (--client-cert-file or --cert-file, --trusted-ca-file), or crypto/tls's
+// defaults without one.
+func (b *backend) dialClientURL(raw string) (*grpc.ClientConn, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	target := u.Host
+	if u.Scheme == "unix" || u.Scheme == "unixs" {
+		target = "unix://" + u.Host + u.Path
+	}
+	var tc *tls.Config
+	if u.Scheme == "https" || u.Scheme == "unixs" {
+		tc = &tls.Config{MinVersion: tls.VersionTLS12}
+		if b.cfg.ClientTLS != nil {
+			tc = b.cfg.ClientTLS.Clone()
+		}
+		if tc.ServerName == "" {
+			tc.ServerName = u.Hostname()
+		}
+	}
+	return grpc.NewClient(target, transport.DialCredentials(tc))
 }

@@ -96,7 +96,8 @@ type Config struct {
 	// learner, and stays one.
 	Reader bool
 	// HashCheckInterval is how often a reader compares its HashKV with
-	// the leader's (hashcheck.go); 0: never.
+	// the leader's (hashcheck.go), and a writer, while leading, every
+	// member's with its own (corruptcheck.go); 0: never.
 	HashCheckInterval time.Duration
 	// AutoCompaction is etcd's auto compaction (autocompact.go); the
 	// zero value disables it.
@@ -284,6 +285,9 @@ func Start(cfg Config) (*Member, error) {
 	m.bg.Go(m.runLeases)
 	if cfg.Reader && cfg.HashCheckInterval > 0 {
 		m.bg.Go(func() { m.runHashCheck(cfg.HashCheckInterval) })
+	}
+	if !cfg.Reader && cfg.HashCheckInterval > 0 {
+		m.bg.Go(func() { m.runCorruptCheck(cfg.HashCheckInterval) })
 	}
 	m.startAutoCompaction()
 	ok = true

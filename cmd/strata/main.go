@@ -70,11 +70,10 @@ func learnerCompression(cfg *config.Config) string {
 }
 
 // readerHashCheck is how often a reader compares its HashKV with the
-// leader's: --corrupt-check-time when set, else every five minutes.
+// leader's, and the leader every member's with its own: --corrupt-check-time
+// when set, else every five minutes (etcd's check is off by default;
+// docs/compat.md).
 func readerHashCheck(cfg *config.Config) time.Duration {
-	if cfg.Role != config.RoleReader {
-		return 0
-	}
 	if cfg.CorruptCheckTime > 0 {
 		return cfg.CorruptCheckTime
 	}

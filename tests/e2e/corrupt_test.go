@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/stratakv/strata/writernode"
+)
+
+// TestCorruptWriterIsFound: one writer's state machine is changed behind
+// raft's back (a byte of a stored value flipped while it is stopped). The
+// leader's periodic check finds that its HashKV disagrees with the
+// majority and raises the CORRUPT alarm for it: the cluster refuses
+// writes, the corrupt member refuses reads, the others still serve them.
+// Removing the member and disarming the alarm makes the cluster writable
+// again (docs/operations.md).
+func TestCorruptWriterIsFound(t *testing.T) {
+	_, ms, clients := startStrataCluster(t, "cc", "--corrupt-check-time=300ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for i := range 20 {
+		if _, err := clients[i%3].Put(ctx, fmt.Sprintf("/cc/%02d", i), fmt.Sprintf("value-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := clients[2].Status(ctx, ms[2].Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := st.Header.MemberId
+	requireEqualHashKV(ctx, t, clients, 0)
+
+	if err := ms[2].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	flipStoredByte(t, filepath.Join(ms[2].DataDir, "member", "pebble"))
+	if err := ms[2].Restart(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The check runs every 300ms on the leader (bounded wait).
+	for {
+		list, err := clients[0].AlarmList(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(list.Alarms, func(a *pb.AlarmMember) bool {
+			return a.MemberID == victim && a.Alarm == pb.AlarmType_CORRUPT
+		}) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no CORRUPT alarm for %x: %v", victim, list.Alarms)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the cluster's state; bounded by ctx
+	}
+	if _, err := clients[0].Put(ctx, "/cc/after", "x"); err == nil || err.Error() != "etcdserver: corrupt cluster" {
+		t.Fatalf("a write under CORRUPT: %v", err)
+	}
+	victimClient := newEndpointClient(t, ms[2])
+	if _, err := victimClient.Get(ctx, "/cc/01", clientv3.WithSerializable()); err == nil || err.Error() != "etcdserver: corrupt cluster" {
+		t.Fatalf("a read on the corrupt member: %v", err)
+	}
+	if got, err := clients[1].Get(ctx, "/cc/01"); err != nil || len(got.Kvs) != 1 {
+		t.Fatalf("a read on a healthy member: %v, %v", got, err)
+	}
+	if h, err := httpGet(ms[0], "/health"); err != nil || !strings.Contains(h, "ALARM CORRUPT") {
+		t.Fatalf("/health under CORRUPT: %q, %v", h, err)
+	}
+
+	// Replace: remove the member, disarm; the cluster takes writes.
+	if _, err := clients[0].MemberRemove(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clients[0].AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: victim, Alarm: pb.AlarmType_CORRUPT}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clients[1].Put(ctx, "/cc/after", "y"); err != nil {
+		t.Fatalf("a write after removing the corrupt member and disarming: %v", err)
+	}
+}
+
+// flipStoredByte changes the last byte of the first version in a stopped
+// writer's history, behind raft's back: a well-formed record (Pebble's
+// checksums hold) with the wrong content.
+func flipStoredByte(t *testing.T, dir string) {
+	t.Helper()
+	eng, err := writernode.OpenPebble(dir, writernode.PebbleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	snap := eng.NewSnapshot()
+	it, err := snap.NewIter([]byte("h/"), []byte("h0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !it.First() {
+		t.Fatal("no history in the engine")
+	}
+	key, val := bytes.Clone(it.Key()), bytes.Clone(it.Value())
+	it.Close()
+	snap.Close()
+	val[len(val)-1] ^= 0x01
+	b := eng.NewBatch()
+	defer b.Close()
+	if err := b.Set(key, val); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}

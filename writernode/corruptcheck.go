@@ -1,0 +1,174 @@
+package writernode
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+)
+
+// memberHash is one member's answer in a cluster check.
+type memberHash struct {
+	id         uint64
+	learner    bool
+	hash       uint32
+	compactRev int64
+}
+
+// oddMembers returns the members whose hash disagrees with a strict
+// majority of the answers that cover the same history (the compacted
+// revision most answers report). With no strict majority it returns nil
+// and ok false: the check cannot tell who is right.
+func oddMembers(answers []memberHash) (odd []uint64, ok bool) {
+	byCompact := map[int64]int{}
+	for _, a := range answers {
+		byCompact[a.compactRev]++
+	}
+	var compact int64
+	best := 0
+	for rev, n := range byCompact {
+		if n > best || n == best && rev > compact {
+			compact, best = rev, n
+		}
+	}
+	counts := map[uint32]int{}
+	n := 0
+	for _, a := range answers {
+		if a.compactRev == compact {
+			counts[a.hash]++
+			n++
+		}
+	}
+	var major uint32
+	found := false
+	for h, c := range counts {
+		if 2*c > n {
+			major, found = h, true
+		}
+	}
+	if !found {
+		return nil, n < 2 || len(counts) == 1
+	}
+	for _, a := range answers {
+		if a.compactRev == compact && a.hash != major {
+			odd = append(odd, a.id)
+		}
+	}
+	slices.Sort(odd)
+	return odd, true
+}
+
+// runCorruptCheck is the leader's periodic corruption check: every
+// interval it asks every member, writers and readers, for HashKV at one
+// revision that all have applied (the lowest current revision among them),
+// and compares. A member whose hash disagrees with a strict majority is
+// corrupt: a writer gets the CORRUPT alarm (raised through the log, so the
+// cluster refuses writes and the member refuses to serve reads until it is
+// replaced, docs/operations.md); a reader's own check (hashcheck.go) finds
+// its mismatch with the leader and re-seeds it. Members that do not answer
+// sit the round out. It runs on every writer and acts only while leading.
+func (m *Member) runCorruptCheck(interval time.Duration) {
+	t := m.cfg.Clock.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C():
+		}
+		if m.node.Status().Lead != m.id.MemberID {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), (*backend)(m).requestTimeout())
+		err := m.checkCluster(ctx)
+		cancel()
+		if err != nil {
+			m.lg.Debug("cluster corruption check skipped", zap.Error(err))
+		}
+	}
+}
+
+// checkCluster runs one round of runCorruptCheck.
+func (m *Member) checkCluster(ctx context.Context) error {
+	b := (*backend)(m)
+	members, err := m.app.Members()
+	if err != nil {
+		return err
+	}
+	learners := map[uint64]bool{}
+	if cs := m.app.Applied().ConfState; cs != nil {
+		for _, id := range cs.GetLearners() {
+			learners[id] = true
+		}
+	}
+	// The revision: the lowest current one, so every member can hash it.
+	rev, _ := m.app.Rev()
+	conns := map[uint64]pb.MaintenanceClient{}
+	for _, mem := range members {
+		if mem.ID == m.id.MemberID || len(mem.ClientURLs) == 0 {
+			continue
+		}
+		conn, err := b.dialClientURL(mem.ClientURLs[0])
+		if err != nil {
+			continue
+		}
+		defer conn.Close()
+		c := pb.NewMaintenanceClient(conn)
+		st, err := c.Status(ctx, &pb.StatusRequest{})
+		if err != nil {
+			continue
+		}
+		conns[mem.ID] = c
+		rev = min(rev, st.GetHeader().GetRevision())
+	}
+	ours, err := m.app.HashKV(rev)
+	if err != nil {
+		return err
+	}
+	answers := []memberHash{{id: m.id.MemberID, hash: ours.Hash, compactRev: ours.CompactRev}}
+	for id, c := range conns {
+		resp, err := c.HashKV(ctx, &pb.HashKVRequest{Revision: rev})
+		if err != nil {
+			continue
+		}
+		answers = append(answers, memberHash{id: id, learner: learners[id], hash: resp.Hash, compactRev: resp.CompactRevision})
+	}
+	odd, ok := oddMembers(answers)
+	if !ok {
+		return fmt.Errorf("hashes at revision %d have no majority: %+v", rev, answers)
+	}
+	for _, id := range odd {
+		if learners[id] {
+			m.lg.Warn("a reader's state machine differs from the majority's; it re-seeds itself", zap.String("member", idString(id)), zap.Int64("revision", rev))
+			continue
+		}
+		if hasAlarm(m.app.Alarms(), id, pb.AlarmType_CORRUPT) {
+			continue
+		}
+		m.lg.Error("a member's state machine differs from the majority's: raising the CORRUPT alarm",
+			zap.String("member", idString(id)), zap.Int64("revision", rev), zap.Any("hashes", answers))
+		if _, err := b.Propose(ctx, &pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{
+			Action: pb.AlarmRequest_ACTIVATE, MemberID: id, Alarm: pb.AlarmType_CORRUPT}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hasAlarm(alarms []*pb.AlarmMember, id uint64, t pb.AlarmType) bool {
+	return slices.ContainsFunc(alarms, func(a *pb.AlarmMember) bool { return a.MemberID == id && a.Alarm == t })
+}
+
+// refuseIfCorrupt is what a member named by a CORRUPT alarm answers every
+// read with: its state machine is wrong, so it serves nothing until it is
+// replaced.
+func (b *backend) refuseIfCorrupt() error {
+	if hasAlarm(b.app.Alarms(), b.id.MemberID, pb.AlarmType_CORRUPT) {
+		return rpctypes.ErrGRPCCorrupt
+	}
+	return nil
+}
