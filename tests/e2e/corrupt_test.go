@@ -13,6 +13,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/writernode"
 )
 
@@ -99,8 +100,20 @@ func flipStoredByte(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	snap := eng.NewSnapshot()
-	it, err := snap.NewIter([]byte("h/"), []byte("h0"))
+	flipHistoryByte(t, eng)
+	if err := eng.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flipHistoryByte flips the last bit of the first history value (keys
+// under "h/" in the applier's layout) in e, keeping the record well
+// formed.
+func flipHistoryByte(t *testing.T, e applier.Engine) {
+	t.Helper()
+	b := e.NewBatch()
+	defer b.Close()
+	it, err := b.NewIter([]byte("h/"), []byte("h0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,17 +122,11 @@ func flipStoredByte(t *testing.T, dir string) {
 	}
 	key, val := bytes.Clone(it.Key()), bytes.Clone(it.Value())
 	it.Close()
-	snap.Close()
 	val[len(val)-1] ^= 0x01
-	b := eng.NewBatch()
-	defer b.Close()
 	if err := b.Set(key, val); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Sync(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -328,24 +328,7 @@ func alterHistoryValue(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	b := e.NewBatch()
-	defer b.Close()
-	it, err := b.NewIter([]byte("h/"), []byte("h0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !it.First() {
-		t.Fatal("no history in the reader's file")
-	}
-	k, v := slices.Clone(it.Key()), slices.Clone(it.Value())
-	it.Close()
-	v[len(v)-1] ^= 0x01
-	if err := b.Set(k, v); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	flipHistoryByte(t, e)
 }
 
 // TestReaderBehindTheLogSwapsInSnapshot: a reader killed while the leader
