@@ -68,7 +68,11 @@ func (b *backend) WaitCompaction(ctx context.Context, rev int64) error {
 
 func (b *backend) HashKV(rev int64) (applier.HashKVResult, error) { return b.app.HashKV(rev) }
 
-func (b *backend) Defragment(ctx context.Context) error { return stoppedErr(b.app.Defragment(ctx)) }
+func (b *backend) Defragment(ctx context.Context) error {
+	err := b.app.Defragment(ctx)
+	b.sizeAt.Store(0) // the quota check reads the size anew
+	return stoppedErr(err)
+}
 
 func (b *backend) Hash() (uint32, int64, error) {
 	h, rev, err := b.app.Hash()
@@ -121,7 +125,7 @@ func (b *backend) Propose(ctx context.Context, r *pb.InternalRaftRequest) (appli
 // etcd's "etcdserver: mvcc: database space exceeded". The alarm then
 // refuses such requests on every member until it is disarmed.
 func (b *backend) checkQuota(r *pb.InternalRaftRequest) error {
-	if b.cfg.QuotaBytes <= 0 || !applier.TakesSpace(r) || b.app.Stats().SizeBytes <= b.cfg.QuotaBytes {
+	if b.cfg.QuotaBytes <= 0 || !applier.TakesSpace(r) || b.engineSize() <= b.cfg.QuotaBytes {
 		return nil
 	}
 	if !hasAlarm(b.app.Alarms(), b.id.MemberID, pb.AlarmType_NOSPACE) && b.raisingNoSpace.CompareAndSwap(false, true) {
@@ -175,6 +179,24 @@ func (b *backend) Status() api.MemberStatus {
 		ms.Errors = append(ms.Errors, a.String()) // etcd's text: "memberID:<id> alarm:NOSPACE "
 	}
 	return ms
+}
+
+// quotaSizeTTL is how long the engine size the quota check uses may be
+// stale: asking Pebble for its metrics on every write would cost the
+// write path more than the check is worth, and a quota is approximate.
+const quotaSizeTTL = 100 * time.Millisecond
+
+// engineSize is the state machine's size on disk, refreshed at most every
+// quotaSizeTTL.
+func (b *backend) engineSize() int64 {
+	now := b.cfg.Clock.Now().UnixNano()
+	if at := b.sizeAt.Load(); at != 0 && now-at < int64(quotaSizeTTL) {
+		return b.size.Load()
+	}
+	size := b.app.Stats().SizeBytes
+	b.size.Store(size)
+	b.sizeAt.Store(now)
+	return size
 }
 
 // Alarms returns the active alarms (api.Backend).

@@ -147,6 +147,9 @@ type Member struct {
 	// raisingNoSpace is set while a NOSPACE alarm of this member is being
 	// proposed (backend.checkQuota), so that only one is.
 	raisingNoSpace atomic.Bool
+	// size is the engine's size as the quota check last read it, at
+	// sizeAt (Unix nanoseconds; 0: never).
+	size, sizeAt atomic.Int64
 
 	peers    *transport.GRPCTransport
 	peerGRPC *grpc.Server
