@@ -92,12 +92,14 @@ func (m *Member) runCorruptCheck(interval time.Duration) {
 	}
 }
 
-// checkCluster runs one round of runCorruptCheck.
-func (m *Member) checkCluster(ctx context.Context) error {
+// hashMembers asks every member that answers, this one included, for
+// HashKV at one revision: the lowest current revision among them, so that
+// every one can hash it (lowest false: this member's own).
+func (m *Member) hashMembers(ctx context.Context, lowest bool) (rev int64, answers []memberHash, err error) {
 	b := (*backend)(m)
 	members, err := m.app.Members()
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	learners := map[uint64]bool{}
 	if cs := m.app.Applied().ConfState; cs != nil {
@@ -105,8 +107,7 @@ func (m *Member) checkCluster(ctx context.Context) error {
 			learners[id] = true
 		}
 	}
-	// The revision: the lowest current one, so every member can hash it.
-	rev, _ := m.app.Rev()
+	rev, _ = m.app.Rev()
 	conns := map[uint64]pb.MaintenanceClient{}
 	for _, mem := range members {
 		if mem.ID == m.id.MemberID || len(mem.ClientURLs) == 0 {
@@ -118,24 +119,64 @@ func (m *Member) checkCluster(ctx context.Context) error {
 		}
 		defer conn.Close()
 		c := pb.NewMaintenanceClient(conn)
-		st, err := c.Status(ctx, &pb.StatusRequest{})
-		if err != nil {
-			continue
+		if lowest {
+			st, err := c.Status(ctx, &pb.StatusRequest{})
+			if err != nil {
+				continue
+			}
+			rev = min(rev, st.GetHeader().GetRevision())
 		}
 		conns[mem.ID] = c
-		rev = min(rev, st.GetHeader().GetRevision())
 	}
 	ours, err := m.app.HashKV(rev)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	answers := []memberHash{{id: m.id.MemberID, hash: ours.Hash, compactRev: ours.CompactRev}}
+	answers = []memberHash{{id: m.id.MemberID, learner: learners[m.id.MemberID], hash: ours.Hash, compactRev: ours.CompactRev}}
 	for id, c := range conns {
 		resp, err := c.HashKV(ctx, &pb.HashKVRequest{Revision: rev})
 		if err != nil {
 			continue
 		}
 		answers = append(answers, memberHash{id: id, learner: learners[id], hash: resp.Hash, compactRev: resp.CompactRevision})
+	}
+	return rev, answers, nil
+}
+
+// errInconsistentWithPeers stops a member whose state machine disagrees
+// with the majority of its peers when it starts (etcd's
+// InitialCorruptCheck, in its words). A reader then re-seeds (main moves
+// its file aside on ErrCorruptStateMachine); a writer stays down until it
+// is replaced.
+var errInconsistentWithPeers = fmt.Errorf("%w: found data inconsistency with peers", ErrCorruptStateMachine)
+
+// initialCorruptCheck compares, before the member serves, its HashKV at
+// its own revision with every peer's that answers; it fails if a strict
+// majority disagrees with it. Peers that do not answer, or cannot tell,
+// leave it to the periodic check.
+func (m *Member) initialCorruptCheck(ctx context.Context) error {
+	rev, answers, err := m.hashMembers(ctx, false)
+	if err != nil {
+		return nil // nothing to compare yet (compacted past, stopping)
+	}
+	odd, ok := oddMembers(answers)
+	if ok && slices.Contains(odd, m.id.MemberID) {
+		m.lg.Error("the state machine disagrees with the peers' at start-up", zap.Int64("revision", rev), zap.Any("hashes", answers))
+		return errInconsistentWithPeers
+	}
+	return nil
+}
+
+// checkCluster runs one round of runCorruptCheck.
+func (m *Member) checkCluster(ctx context.Context) error {
+	b := (*backend)(m)
+	rev, answers, err := m.hashMembers(ctx, true)
+	if err != nil {
+		return err
+	}
+	learners := map[uint64]bool{}
+	for _, a := range answers {
+		learners[a.id] = a.learner
 	}
 	odd, ok := oddMembers(answers)
 	if !ok {

@@ -99,6 +99,9 @@ type Config struct {
 	// the leader's (hashcheck.go), and a writer, while leading, every
 	// member's with its own (corruptcheck.go); 0: never.
 	HashCheckInterval time.Duration
+	// InitialCorruptCheck compares the state machine with the peers'
+	// before serving (corruptcheck.go; etcd's feature gate).
+	InitialCorruptCheck bool
 	// AutoCompaction is etcd's auto compaction (autocompact.go); the
 	// zero value disables it.
 	AutoCompaction AutoCompaction
@@ -555,9 +558,18 @@ func (m *Member) maybeReleaseLog() error {
 // everything committed before it, and has published its name and client
 // URLs through raft — etcd's "ready to serve client requests".
 func (m *Member) waitReady() {
+	checked := false
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Duration(m.cfg.ElectionTicks)*m.cfg.TickInterval)
 		err := (*backend)(m).LinearizableBarrier(ctx)
+		if err == nil && m.cfg.InitialCorruptCheck && !checked {
+			checked = true
+			if cerr := m.initialCorruptCheck(ctx); cerr != nil {
+				cancel()
+				go m.node.Fail(cerr)
+				return
+			}
+		}
 		if err == nil {
 			err = m.publish(ctx)
 		}

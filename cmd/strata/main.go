@@ -222,6 +222,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		WatchProgressInterval: max(cfg.WatchProgressNotifyInterval, minWatchProgressInterval),
 		Reader:                cfg.Role == config.RoleReader,
 		HashCheckInterval:     readerHashCheck(cfg),
+		InitialCorruptCheck:   cfg.FeatureGates[config.FeatureInitialCorruptCheck],
 		AutoCompaction:        writernode.AutoCompaction{Period: cfg.AutoCompactionPeriod, Revisions: cfg.AutoCompactionRevisions},
 		OpenEngine:            openEngine(cfg.Role, lg),
 		NewReplacementEngine:  replacementEngine(cfg.Role),

@@ -94,7 +94,7 @@ func TestDefaults(t *testing.T) {
 		{"cors", cfg.CORS, []string{"*"}},
 		{"host-whitelist", cfg.HostWhitelist, []string{"*"}},
 		{"feature FastLeaseKeepAlive", cfg.FeatureGates[FeatureFastLeaseKeepAlive], true},
-		{"feature InitialCorruptCheck", cfg.FeatureGates[FeatureInitialCorruptCheck], false},
+		{"feature InitialCorruptCheck (on in strata)", cfg.FeatureGates[FeatureInitialCorruptCheck], true},
 		{"explicitly set", len(cfg.ExplicitlySet), 0},
 		{"ignored", len(cfg.Ignored), 0},
 	}

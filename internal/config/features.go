@@ -40,13 +40,14 @@ type featureSpec struct {
 var knownFeatures = map[string]featureSpec{
 	FeatureStopGRPCServiceOnDefrag:      {false, featureStageAlpha},
 	FeatureTxnModeWriteWithSharedBuffer: {true, featureStageBeta},
-	FeatureInitialCorruptCheck:          {false, featureStageAlpha},
-	FeatureCompactHashCheck:             {false, featureStageAlpha},
-	FeatureLeaseCheckpoint:              {false, featureStageAlpha},
-	FeatureLeaseCheckpointPersist:       {false, featureStageAlpha},
-	FeatureSetMemberLocalAddr:           {false, featureStageAlpha},
-	FeatureFastLeaseKeepAlive:           {true, featureStageBeta},
-	FeaturePriorityRequest:              {false, featureStageAlpha},
+	// On by default in strata (etcd: off): docs/compat.md.
+	FeatureInitialCorruptCheck:    {true, featureStageAlpha},
+	FeatureCompactHashCheck:       {false, featureStageAlpha},
+	FeatureLeaseCheckpoint:        {false, featureStageAlpha},
+	FeatureLeaseCheckpointPersist: {false, featureStageAlpha},
+	FeatureSetMemberLocalAddr:     {false, featureStageAlpha},
+	FeatureFastLeaseKeepAlive:     {true, featureStageBeta},
+	FeaturePriorityRequest:        {false, featureStageAlpha},
 }
 
 // featureGatesValue is --feature-gates: "Name=bool,..." pairs. Settings

@@ -18,9 +18,10 @@ import (
 )
 
 // TestCorruptWriterIsFound: one writer's state machine is changed behind
-// raft's back (a byte of a stored value flipped while it is stopped). The
-// leader's periodic check finds that its HashKV disagrees with the
-// majority and raises the CORRUPT alarm for it: the cluster refuses
+// raft's back (a byte of a stored value flipped while it is stopped). On
+// restart its start-up check finds it disagrees with its peers and it
+// stops. Started without that check, it is found by the leader's periodic
+// check, which raises the CORRUPT alarm for it: the cluster refuses
 // writes, the corrupt member refuses reads, the others still serve them.
 // Removing the member and disarming the alarm makes the cluster writable
 // again (docs/operations.md).
@@ -44,6 +45,13 @@ func TestCorruptWriterIsFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	flipStoredByte(t, filepath.Join(ms[2].DataDir, "member", "pebble"))
+	// The start-up check (on by default) refuses to serve it.
+	if err := ms[2].Restart(); err == nil || !strings.Contains(string(ms[2].Output()), "found data inconsistency with peers") {
+		t.Fatalf("the corrupt member restarted: %v\n%s", err, lastLines(ms[2].Output(), 10))
+	}
+	// Without it (etcd's default), the member serves until the periodic
+	// check finds it.
+	ms[2].Args = append(ms[2].Args, "--feature-gates=InitialCorruptCheck=false")
 	if err := ms[2].Restart(); err != nil {
 		t.Fatal(err)
 	}
