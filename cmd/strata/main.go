@@ -252,7 +252,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 	select {
 	case <-m.ReadyNotify():
 	case <-m.Done():
-		return fmt.Errorf("member stopped before it was ready: %v", m.Err())
+		return fmt.Errorf("member stopped before it was ready: %w", m.Err())
 	case s := <-sigc:
 		lg.Info("received signal before ready; shutting down", zap.String("signal", s.String()))
 		return nil

@@ -281,8 +281,9 @@ func TestFiveReaders(t *testing.T) {
 // TestReaderHashMismatchReseeds: a reader whose bbolt file was altered
 // while it was down, in a way its integrity walk cannot see (one history
 // value rewritten, well formed), finds that its HashKV differs from the
-// leader's (--corrupt-check-time=1s), moves the file aside, seeds a new one
-// and serves again, with HashKV equal to the writers'.
+// others' (the start-up check, or the periodic one: --corrupt-check-time=1s),
+// moves the file aside, seeds a new one and serves again, with HashKV equal
+// to the writers'.
 func TestReaderHashMismatchReseeds(t *testing.T) {
 	b, ms, clients := startStrataCluster(t, "hm")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -307,7 +308,7 @@ func TestReaderHashMismatchReseeds(t *testing.T) {
 	if err := r.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	// The check runs every second: wait for the reseed (bounded).
+	// Wait for the reseed (bounded).
 	if !r.WaitOutput("seeded the state machine from the leader", 30*time.Second) {
 		t.Fatalf("no reseed after the hash mismatch; log:\n%s", lastLines(r.Output(), 20))
 	}
