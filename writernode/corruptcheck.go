@@ -84,7 +84,7 @@ func (m *Member) runCorruptCheck(interval time.Duration) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), (*backend)(m).requestTimeout())
-		err := m.checkCluster(ctx)
+		err := m.checkCluster(ctx, hashAtLowest)
 		cancel()
 		if err != nil {
 			m.lg.Debug("cluster corruption check skipped", zap.Error(err))
@@ -92,10 +92,16 @@ func (m *Member) runCorruptCheck(interval time.Duration) {
 	}
 }
 
+// Revisions hashMembers hashes at.
+const (
+	hashAtOwn    = 0  // this member's current revision
+	hashAtLowest = -1 // the lowest current revision among the members
+)
+
 // hashMembers asks every member that answers, this one included, for
-// HashKV at one revision: the lowest current revision among them, so that
-// every one can hash it (lowest false: this member's own).
-func (m *Member) hashMembers(ctx context.Context, lowest bool) (rev int64, answers []memberHash, err error) {
+// HashKV at one revision: at (a revision), or hashAtOwn, or hashAtLowest
+// (so that every member can hash it).
+func (m *Member) hashMembers(ctx context.Context, at int64) (rev int64, answers []memberHash, err error) {
 	b := (*backend)(m)
 	members, err := m.app.Members()
 	if err != nil {
@@ -108,6 +114,9 @@ func (m *Member) hashMembers(ctx context.Context, lowest bool) (rev int64, answe
 		}
 	}
 	rev, _ = m.app.Rev()
+	if at > 0 {
+		rev = at
+	}
 	conns := map[uint64]pb.MaintenanceClient{}
 	for _, mem := range members {
 		if mem.ID == m.id.MemberID || len(mem.ClientURLs) == 0 {
@@ -119,7 +128,7 @@ func (m *Member) hashMembers(ctx context.Context, lowest bool) (rev int64, answe
 		}
 		defer conn.Close()
 		c := pb.NewMaintenanceClient(conn)
-		if lowest {
+		if at == hashAtLowest {
 			st, err := c.Status(ctx, &pb.StatusRequest{})
 			if err != nil {
 				continue
@@ -155,7 +164,7 @@ var errInconsistentWithPeers = fmt.Errorf("%w: found data inconsistency with pee
 // majority disagrees with it. Peers that do not answer, or cannot tell,
 // leave it to the periodic check.
 func (m *Member) initialCorruptCheck(ctx context.Context) error {
-	rev, answers, err := m.hashMembers(ctx, false)
+	rev, answers, err := m.hashMembers(ctx, hashAtOwn)
 	if err != nil {
 		return nil // nothing to compare yet (compacted past, stopping)
 	}
@@ -167,10 +176,11 @@ func (m *Member) initialCorruptCheck(ctx context.Context) error {
 	return nil
 }
 
-// checkCluster runs one round of runCorruptCheck.
-func (m *Member) checkCluster(ctx context.Context) error {
+// checkCluster runs one round of runCorruptCheck (at hashAtLowest) or of
+// runCompactHashCheck (at a compacted revision).
+func (m *Member) checkCluster(ctx context.Context, at int64) error {
 	b := (*backend)(m)
-	rev, answers, err := m.hashMembers(ctx, true)
+	rev, answers, err := m.hashMembers(ctx, at)
 	if err != nil {
 		return err
 	}
@@ -212,4 +222,34 @@ func (b *backend) refuseIfCorrupt() error {
 		return rpctypes.ErrGRPCCorrupt
 	}
 	return nil
+}
+
+// runCompactHashCheck is etcd's CompactHashCheck: every interval, on the
+// leader, once the history has been compacted further since the last
+// round, every member's HashKV at the compacted revision is compared (the
+// history a compaction keeps, which every member must agree on), with the
+// same majority rule and consequences as runCorruptCheck.
+func (m *Member) runCompactHashCheck(interval time.Duration) {
+	t := m.cfg.Clock.NewTicker(interval)
+	defer t.Stop()
+	var checked int64
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C():
+		}
+		_, compacted := m.app.Rev()
+		if m.node.Status().Lead != m.id.MemberID || compacted <= checked || compacted <= 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), (*backend)(m).requestTimeout())
+		err := m.checkCluster(ctx, compacted)
+		cancel()
+		if err != nil {
+			m.lg.Debug("compaction hash check skipped", zap.Int64("revision", compacted), zap.Error(err))
+			continue
+		}
+		checked = compacted
+	}
 }

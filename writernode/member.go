@@ -102,6 +102,10 @@ type Config struct {
 	// InitialCorruptCheck compares the state machine with the peers'
 	// before serving (corruptcheck.go; etcd's feature gate).
 	InitialCorruptCheck bool
+	// CompactHashCheckInterval is how often the leader compares the
+	// members' hashes at the compacted revision (corruptcheck.go); 0:
+	// never.
+	CompactHashCheckInterval time.Duration
 	// AutoCompaction is etcd's auto compaction (autocompact.go); the
 	// zero value disables it.
 	AutoCompaction AutoCompaction
@@ -294,6 +298,9 @@ func Start(cfg Config) (*Member, error) {
 	}
 	if !cfg.Reader && cfg.HashCheckInterval > 0 {
 		m.bg.Go(func() { m.runCorruptCheck(cfg.HashCheckInterval) })
+	}
+	if !cfg.Reader && cfg.CompactHashCheckInterval > 0 {
+		m.bg.Go(func() { m.runCompactHashCheck(cfg.CompactHashCheckInterval) })
 	}
 	m.startAutoCompaction()
 	ok = true

@@ -80,6 +80,16 @@ func readerHashCheck(cfg *config.Config) time.Duration {
 	return 5 * time.Minute
 }
 
+// compactHashCheck is how often the leader compares the members' hashes
+// at the compacted revision: --compact-hash-check-time, unless the
+// CompactHashCheck gate (on in strata, off in etcd) is off.
+func compactHashCheck(cfg *config.Config) time.Duration {
+	if !cfg.FeatureGates[config.FeatureCompactHashCheck] {
+		return 0
+	}
+	return cfg.CompactHashCheckTime
+}
+
 // minWatchProgressInterval is the shortest progress notification interval
 // etcd accepts; a shorter --watch-progress-notify-interval is raised to it.
 const minWatchProgressInterval = 100 * time.Millisecond
@@ -214,20 +224,21 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 			MaxBytes:    int(cfg.MaxBatchBytes),
 			MaxInflight: int(cfg.MaxInflightBatches),
 		},
-		QuotaBytes:            quotaBytes(cfg.QuotaBackendBytes),
-		UnsafeNoFsync:         cfg.UnsafeNoFsync,
-		NoStrictReconfigCheck: !cfg.StrictReconfigCheck,
-		PeerCompression:       cfg.PeerCompression,
-		LearnerCompression:    learnerCompression(cfg),
-		WatchProgressInterval: max(cfg.WatchProgressNotifyInterval, minWatchProgressInterval),
-		Reader:                cfg.Role == config.RoleReader,
-		HashCheckInterval:     readerHashCheck(cfg),
-		InitialCorruptCheck:   cfg.FeatureGates[config.FeatureInitialCorruptCheck],
-		AutoCompaction:        writernode.AutoCompaction{Period: cfg.AutoCompactionPeriod, Revisions: cfg.AutoCompactionRevisions},
-		OpenEngine:            openEngine(cfg.Role, lg),
-		NewReplacementEngine:  replacementEngine(cfg.Role),
-		Versions:              api.Versions{Server: version.EtcdServer, Storage: version.Storage},
-		Logger:                lg,
+		QuotaBytes:               quotaBytes(cfg.QuotaBackendBytes),
+		UnsafeNoFsync:            cfg.UnsafeNoFsync,
+		NoStrictReconfigCheck:    !cfg.StrictReconfigCheck,
+		PeerCompression:          cfg.PeerCompression,
+		LearnerCompression:       learnerCompression(cfg),
+		WatchProgressInterval:    max(cfg.WatchProgressNotifyInterval, minWatchProgressInterval),
+		Reader:                   cfg.Role == config.RoleReader,
+		HashCheckInterval:        readerHashCheck(cfg),
+		InitialCorruptCheck:      cfg.FeatureGates[config.FeatureInitialCorruptCheck],
+		CompactHashCheckInterval: compactHashCheck(cfg),
+		AutoCompaction:           writernode.AutoCompaction{Period: cfg.AutoCompactionPeriod, Revisions: cfg.AutoCompactionRevisions},
+		OpenEngine:               openEngine(cfg.Role, lg),
+		NewReplacementEngine:     replacementEngine(cfg.Role),
+		Versions:                 api.Versions{Server: version.EtcdServer, Storage: version.Storage},
+		Logger:                   lg,
 	})
 	if err != nil {
 		return err

@@ -95,6 +95,7 @@ func TestDefaults(t *testing.T) {
 		{"host-whitelist", cfg.HostWhitelist, []string{"*"}},
 		{"feature FastLeaseKeepAlive", cfg.FeatureGates[FeatureFastLeaseKeepAlive], true},
 		{"feature InitialCorruptCheck (on in strata)", cfg.FeatureGates[FeatureInitialCorruptCheck], true},
+		{"feature CompactHashCheck (on in strata)", cfg.FeatureGates[FeatureCompactHashCheck], true},
 		{"explicitly set", len(cfg.ExplicitlySet), 0},
 		{"ignored", len(cfg.Ignored), 0},
 	}

@@ -41,8 +41,9 @@ var knownFeatures = map[string]featureSpec{
 	FeatureStopGRPCServiceOnDefrag:      {false, featureStageAlpha},
 	FeatureTxnModeWriteWithSharedBuffer: {true, featureStageBeta},
 	// On by default in strata (etcd: off): docs/compat.md.
-	FeatureInitialCorruptCheck:    {true, featureStageAlpha},
-	FeatureCompactHashCheck:       {false, featureStageAlpha},
+	FeatureInitialCorruptCheck: {true, featureStageAlpha},
+	// On by default in strata (etcd: off): docs/compat.md.
+	FeatureCompactHashCheck:       {true, featureStageAlpha},
 	FeatureLeaseCheckpoint:        {false, featureStageAlpha},
 	FeatureLeaseCheckpointPersist: {false, featureStageAlpha},
 	FeatureSetMemberLocalAddr:     {false, featureStageAlpha},

@@ -56,22 +56,7 @@ func TestCorruptWriterIsFound(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The check runs every 300ms on the leader (bounded wait).
-	for {
-		list, err := clients[0].AlarmList(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if slices.ContainsFunc(list.Alarms, func(a *pb.AlarmMember) bool {
-			return a.MemberID == victim && a.Alarm == pb.AlarmType_CORRUPT
-		}) {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("no CORRUPT alarm for %x: %v", victim, list.Alarms)
-		}
-		time.Sleep(50 * time.Millisecond) // polling the cluster's state; bounded by ctx
-	}
+	waitCorruptAlarm(ctx, t, clients[0], victim)
 	if _, err := clients[0].Put(ctx, "/cc/after", "x"); err == nil || err.Error() != "etcdserver: corrupt cluster" {
 		t.Fatalf("a write under CORRUPT: %v", err)
 	}
@@ -95,6 +80,64 @@ func TestCorruptWriterIsFound(t *testing.T) {
 	}
 	if _, err := clients[1].Put(ctx, "/cc/after", "y"); err != nil {
 		t.Fatalf("a write after removing the corrupt member and disarming: %v", err)
+	}
+}
+
+// TestCompactionHashCheckFindsCorruption: with the periodic check at its
+// default (five minutes), a writer whose stored history was altered while
+// it was stopped (started without the start-up check) is found by the
+// compaction hash check (--compact-hash-check-time) once the history is
+// compacted: the members' hashes at the compacted revision disagree.
+func TestCompactionHashCheckFindsCorruption(t *testing.T) {
+	_, ms, clients := startStrataCluster(t, "ch", "--compact-hash-check-time=300ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var last int64
+	for i := range 20 {
+		resp, err := clients[i%3].Put(ctx, fmt.Sprintf("/ch/%02d", i), fmt.Sprintf("value-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = resp.Header.Revision
+	}
+	st, err := clients[2].Status(ctx, ms[2].Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := st.Header.MemberId
+	requireEqualHashKV(ctx, t, clients, 0)
+	if err := ms[2].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	flipStoredByte(t, filepath.Join(ms[2].DataDir, "member", "pebble"))
+	ms[2].Args = append(ms[2].Args, "--feature-gates=InitialCorruptCheck=false")
+	if err := ms[2].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clients[0].Compact(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	waitCorruptAlarm(ctx, t, clients[0], victim)
+}
+
+// waitCorruptAlarm waits (bounded by ctx) until c lists a CORRUPT alarm
+// for member id.
+func waitCorruptAlarm(ctx context.Context, t *testing.T, c *clientv3.Client, id uint64) {
+	t.Helper()
+	for {
+		list, err := c.AlarmList(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(list.Alarms, func(a *pb.AlarmMember) bool {
+			return a.MemberID == id && a.Alarm == pb.AlarmType_CORRUPT
+		}) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no CORRUPT alarm for %x: %v", id, list.Alarms)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the cluster's state; bounded by ctx
 	}
 }
 
