@@ -29,22 +29,7 @@ func TestCorruptWriterIsFound(t *testing.T) {
 	_, ms, clients := startStrataCluster(t, "cc", "--corrupt-check-time=300ms")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	for i := range 20 {
-		if _, err := clients[i%3].Put(ctx, fmt.Sprintf("/cc/%02d", i), fmt.Sprintf("value-%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st, err := clients[2].Status(ctx, ms[2].Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim := st.Header.MemberId
-	requireEqualHashKV(ctx, t, clients, 0)
-
-	if err := ms[2].Stop(); err != nil {
-		t.Fatal(err)
-	}
-	flipStoredByte(t, filepath.Join(ms[2].DataDir, "member", "pebble"))
+	_, victim := writeAndCorrupt(ctx, t, ms, clients)
 	// The start-up check (on by default) refuses to serve it.
 	if err := ms[2].Restart(); err == nil || !strings.Contains(string(ms[2].Output()), "found data inconsistency with peers") {
 		t.Fatalf("the corrupt member restarted: %v\n%s", err, lastLines(ms[2].Output(), 10))
@@ -92,9 +77,24 @@ func TestCompactionHashCheckFindsCorruption(t *testing.T) {
 	_, ms, clients := startStrataCluster(t, "ch", "--compact-hash-check-time=300ms")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	var last int64
+	last, victim := writeAndCorrupt(ctx, t, ms, clients)
+	ms[2].Args = append(ms[2].Args, "--feature-gates=InitialCorruptCheck=false")
+	if err := ms[2].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clients[0].Compact(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	waitCorruptAlarm(ctx, t, clients[0], victim)
+}
+
+// writeAndCorrupt writes 20 keys, stops the third member and flips a byte
+// of its stored history. It returns the last write's revision and the
+// member's ID.
+func writeAndCorrupt(ctx context.Context, t *testing.T, ms []*Member, clients []*clientv3.Client) (last int64, victim uint64) {
+	t.Helper()
 	for i := range 20 {
-		resp, err := clients[i%3].Put(ctx, fmt.Sprintf("/ch/%02d", i), fmt.Sprintf("value-%d", i))
+		resp, err := clients[i%3].Put(ctx, fmt.Sprintf("/cc/%02d", i), fmt.Sprintf("value-%d", i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,20 +104,12 @@ func TestCompactionHashCheckFindsCorruption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	victim := st.Header.MemberId
 	requireEqualHashKV(ctx, t, clients, 0)
 	if err := ms[2].Stop(); err != nil {
 		t.Fatal(err)
 	}
 	flipStoredByte(t, filepath.Join(ms[2].DataDir, "member", "pebble"))
-	ms[2].Args = append(ms[2].Args, "--feature-gates=InitialCorruptCheck=false")
-	if err := ms[2].Restart(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := clients[0].Compact(ctx, last); err != nil {
-		t.Fatal(err)
-	}
-	waitCorruptAlarm(ctx, t, clients[0], victim)
+	return last, st.Header.MemberId
 }
 
 // waitCorruptAlarm waits (bounded by ctx) until c lists a CORRUPT alarm
