@@ -27,6 +27,7 @@ import (
 	"github.com/stratakv/strata/internal/lessor"
 	"github.com/stratakv/strata/internal/transport"
 	"github.com/stratakv/strata/internal/watch"
+	"github.com/stratakv/strata/metrics"
 	"github.com/stratakv/strata/pipeline"
 	"github.com/stratakv/strata/proposer"
 	"github.com/stratakv/strata/wal"
@@ -737,4 +738,16 @@ func (s walStore) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool
 	}
 	_, err := s.w.Append(hs, ents)
 	return err
+}
+
+// MetricsState is what the member gauges of /metrics read (package
+// metrics).
+func (m *Member) MetricsState() metrics.MemberState {
+	st := m.node.Status()
+	ms := (*backend)(m).Status()
+	return metrics.MemberState{
+		HasLeader: st.Lead != 0, IsLeader: st.Lead == m.id.MemberID, IsLearner: ms.IsLearner,
+		CommittedIndex: st.Commit, AppliedIndex: st.Applied,
+		DBSize: ms.DBSize, DBSizeInUse: ms.DBSizeInUse, QuotaBytes: m.cfg.QuotaBytes,
+	}
 }

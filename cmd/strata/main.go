@@ -26,6 +26,7 @@ import (
 	"github.com/stratakv/strata/internal/logutil"
 	"github.com/stratakv/strata/internal/serve"
 	"github.com/stratakv/strata/internal/version"
+	"github.com/stratakv/strata/metrics"
 	"github.com/stratakv/strata/readernode"
 	"github.com/stratakv/strata/writernode"
 )
@@ -356,6 +357,7 @@ func httpHandler(cfg *config.Config, m *writernode.Member) http.Handler {
 		return nil
 	}
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics.New(version.EtcdServer, m.MetricsState).Handler())
 	serve.Endpoints{
 		Health: health,
 		Livez:  []serve.Check{serializableRead},
