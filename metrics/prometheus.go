@@ -11,6 +11,8 @@ import (
 // MemberState is what the member-level gauges read, at scrape time.
 type MemberState struct {
 	HasLeader, IsLeader, IsLearner bool
+	// LeaderChanges counts the new leaders the member saw.
+	LeaderChanges uint64
 	// CommittedIndex and AppliedIndex are raft's (etcd exposes them as
 	// etcd_server_proposals_{committed,applied}_total).
 	CommittedIndex, AppliedIndex uint64
@@ -50,6 +52,9 @@ func New(serverVersion string, state func() MemberState) *Registry {
 	gauge("server", "quota_backend_bytes", "Current backend storage quota size in bytes.", func(s MemberState) float64 { return float64(s.QuotaBytes) })
 	gauge("mvcc", "db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", func(s MemberState) float64 { return float64(s.DBSize) })
 	gauge("mvcc", "db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", func(s MemberState) float64 { return float64(s.DBSizeInUse) })
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "etcd", Subsystem: "server", Name: "leader_changes_seen_total", Help: "The number of leader changes seen.",
+	}, func() float64 { return float64(state().LeaderChanges) }))
 	version := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "etcd", Subsystem: "server", Name: "version", Help: "Which version is running. 1 for 'server_version' label with current version.",
 	}, []string{"server_version"})

@@ -289,6 +289,10 @@ func TestNetworkTransferLeadership(t *testing.T) {
 		c := newNetCluster(t, size)
 		old := c.waitLeader()
 		term := c.members[old].node.Status().Term
+		changes := map[uint64]uint64{}
+		for id, m := range c.members {
+			changes[id] = m.node.Status().LeaderChanges
+		}
 		c.mustPropose(old, "before")
 		c.waitApplied(c.ids, "before")
 
@@ -325,6 +329,13 @@ func TestNetworkTransferLeadership(t *testing.T) {
 		c.mustPropose(old, "after")
 		c.waitApplied(c.ids, "after")
 		c.waitConverged()
+		// Every member saw the one new leader (etcd's
+		// leader_changes_seen_total).
+		for id, m := range c.members {
+			if got := m.node.Status().LeaderChanges; got != changes[id]+1 {
+				t.Errorf("member %d saw %d leader changes, want %d", id, got, changes[id]+1)
+			}
+		}
 	})
 }
 

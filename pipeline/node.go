@@ -129,6 +129,10 @@ type Status struct {
 	// stage finished.
 	Commit, Applied uint64
 	IsLeader        bool
+	// LeaderChanges counts the times this member saw a new leader (etcd's
+	// etcd_server_leader_changes_seen_total): a leader, not none,
+	// different from the one it knew.
+	LeaderChanges uint64
 }
 
 // Node is the raft loop of a writer member. Its methods are safe for
@@ -745,6 +749,9 @@ func (n *Node) updateStatus() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	s := &n.mu.status
+	if bs.Lead != raft.None && bs.Lead != s.Lead {
+		s.LeaderChanges++
+	}
 	s.Lead = bs.Lead
 	s.Term = bs.GetTerm()
 	s.Commit = bs.GetCommit()

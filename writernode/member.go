@@ -747,7 +747,7 @@ func (m *Member) MetricsState() metrics.MemberState {
 	ms := (*backend)(m).Status()
 	return metrics.MemberState{
 		HasLeader: st.Lead != 0, IsLeader: st.Lead == m.id.MemberID, IsLearner: ms.IsLearner,
-		CommittedIndex: st.Commit, AppliedIndex: st.Applied,
+		LeaderChanges: st.LeaderChanges, CommittedIndex: st.Commit, AppliedIndex: st.Applied,
 		DBSize: ms.DBSize, DBSizeInUse: ms.DBSizeInUse, QuotaBytes: m.cfg.QuotaBytes,
 	}
 }

@@ -35,12 +35,12 @@ func metricValues(t *testing.T, text string) map[string]float64 {
 // etcd's names, the member gauges dashboards and alerts read, as etcd
 // v3.7.3 does (run side by side): each is present on both, and the values
 // agree where they must (a healthy single member leads, is no learner,
-// has applied what it committed).
+// saw one leader, has applied what it committed).
 func TestMetricsMatchEtcdNames(t *testing.T) {
 	b := needSubject(t)
 	names := []string{
 		"etcd_server_has_leader", "etcd_server_is_leader", "etcd_server_is_learner",
-		"etcd_server_proposals_committed_total", "etcd_server_proposals_applied_total",
+		"etcd_server_leader_changes_seen_total", "etcd_server_proposals_committed_total", "etcd_server_proposals_applied_total",
 		"etcd_server_quota_backend_bytes", "etcd_mvcc_db_total_size_in_bytes",
 		"etcd_mvcc_db_total_size_in_use_in_bytes", `etcd_server_version{server_version="3.7.3"}`,
 		"go_goroutines", "process_resident_memory_bytes",
@@ -68,7 +68,8 @@ func TestMetricsMatchEtcdNames(t *testing.T) {
 			t.Errorf("%s does not serve %s", b.SubjectName, n)
 		}
 	}
-	for _, n := range []string{"etcd_server_has_leader", "etcd_server_is_leader", "etcd_server_is_learner", "etcd_server_quota_backend_bytes"} {
+	for _, n := range []string{"etcd_server_has_leader", "etcd_server_is_leader", "etcd_server_is_learner", "etcd_server_quota_backend_bytes",
+		"etcd_server_leader_changes_seen_total"} {
 		if got[n] != etcd[n] {
 			t.Errorf("%s: %s %v, etcd %v", n, b.SubjectName, got[n], etcd[n])
 		}
