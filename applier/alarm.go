@@ -147,6 +147,15 @@ func txnPuts(t *pb.TxnRequest) bool {
 	return false
 }
 
+// AlarmActive reports whether member has alarm t active. It copies
+// nothing: reads ask it on every request.
+func (a *Applier) AlarmActive(member uint64, t pb.AlarmType) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, found := slices.BinarySearchFunc(a.mu.alarms, &pb.AlarmMember{MemberID: member, Alarm: t}, compareAlarms)
+	return found
+}
+
 // Alarms returns the active alarms, sorted by member and type.
 func (a *Applier) Alarms() []*pb.AlarmMember {
 	a.mu.Lock()

@@ -128,7 +128,7 @@ func (b *backend) checkQuota(r *pb.InternalRaftRequest) error {
 	if b.cfg.QuotaBytes <= 0 || !applier.TakesSpace(r) || b.engineSize() <= b.cfg.QuotaBytes {
 		return nil
 	}
-	if !hasAlarm(b.app.Alarms(), b.id.MemberID, pb.AlarmType_NOSPACE) && b.raisingNoSpace.CompareAndSwap(false, true) {
+	if !b.app.AlarmActive(b.id.MemberID, pb.AlarmType_NOSPACE) && b.raisingNoSpace.CompareAndSwap(false, true) {
 		b.lg.Warn("the state machine is past its quota; raising the NOSPACE alarm",
 			zap.Int64("size", b.app.Stats().SizeBytes), zap.Int64("quota", b.cfg.QuotaBytes))
 		go func() {
@@ -198,9 +198,6 @@ func (b *backend) engineSize() int64 {
 	b.sizeAt.Store(now)
 	return size
 }
-
-// Alarms returns the active alarms (api.Backend).
-func (b *backend) Alarms() []*pb.AlarmMember { return b.app.Alarms() }
 
 func (b *backend) Members() ([]*pb.Member, error) {
 	ms, err := b.app.Members()

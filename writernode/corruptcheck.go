@@ -72,24 +72,15 @@ func oddMembers(answers []memberHash) (odd []uint64, ok bool) {
 // its mismatch with the leader and re-seeds it. Members that do not answer
 // sit the round out. It runs on every writer and acts only while leading.
 func (m *Member) runCorruptCheck(interval time.Duration) {
-	t := m.cfg.Clock.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C():
-		}
+	m.everyTick(interval, func(ctx context.Context) bool {
 		if m.node.Status().Lead != m.id.MemberID {
-			continue
+			return true
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), (*backend)(m).requestTimeout())
-		err := m.checkCluster(ctx, hashAtLowest)
-		cancel()
-		if err != nil {
+		if err := m.checkCluster(ctx, hashAtLowest); err != nil {
 			m.lg.Debug("cluster corruption check skipped", zap.Error(err))
 		}
-	}
+		return true
+	})
 }
 
 // Revisions hashMembers hashes at.
@@ -197,7 +188,7 @@ func (m *Member) checkCluster(ctx context.Context, at int64) error {
 			m.lg.Warn("a reader's state machine differs from the majority's; it re-seeds itself", zap.String("member", idString(id)), zap.Int64("revision", rev))
 			continue
 		}
-		if hasAlarm(m.app.Alarms(), id, pb.AlarmType_CORRUPT) {
+		if m.app.AlarmActive(id, pb.AlarmType_CORRUPT) {
 			continue
 		}
 		m.lg.Error("a member's state machine differs from the majority's: raising the CORRUPT alarm",
@@ -210,15 +201,11 @@ func (m *Member) checkCluster(ctx context.Context, at int64) error {
 	return nil
 }
 
-func hasAlarm(alarms []*pb.AlarmMember, id uint64, t pb.AlarmType) bool {
-	return slices.ContainsFunc(alarms, func(a *pb.AlarmMember) bool { return a.MemberID == id && a.Alarm == t })
-}
-
 // refuseIfCorrupt is what a member named by a CORRUPT alarm answers every
 // read with: its state machine is wrong, so it serves nothing until it is
 // replaced.
 func (b *backend) refuseIfCorrupt() error {
-	if hasAlarm(b.app.Alarms(), b.id.MemberID, pb.AlarmType_CORRUPT) {
+	if b.app.AlarmActive(b.id.MemberID, pb.AlarmType_CORRUPT) {
 		return rpctypes.ErrGRPCCorrupt
 	}
 	return nil
@@ -230,26 +217,17 @@ func (b *backend) refuseIfCorrupt() error {
 // history a compaction keeps, which every member must agree on), with the
 // same majority rule and consequences as runCorruptCheck.
 func (m *Member) runCompactHashCheck(interval time.Duration) {
-	t := m.cfg.Clock.NewTicker(interval)
-	defer t.Stop()
 	var checked int64
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C():
-		}
+	m.everyTick(interval, func(ctx context.Context) bool {
 		_, compacted := m.app.Rev()
 		if m.node.Status().Lead != m.id.MemberID || compacted <= checked || compacted <= 0 {
-			continue
+			return true
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), (*backend)(m).requestTimeout())
-		err := m.checkCluster(ctx, compacted)
-		cancel()
-		if err != nil {
+		if err := m.checkCluster(ctx, compacted); err != nil {
 			m.lg.Debug("compaction hash check skipped", zap.Int64("revision", compacted), zap.Error(err))
-			continue
+			return true
 		}
 		checked = compacted
-	}
+		return true
+	})
 }

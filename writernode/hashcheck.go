@@ -23,6 +23,23 @@ var ErrCorruptStateMachine = errors.New("the state machine hashes differently fr
 // compacted revision, so the hashes cover the same history) and fails the
 // member on a mismatch. It ends when the member stops.
 func (m *Member) runHashCheck(interval time.Duration) {
+	m.everyTick(interval, func(ctx context.Context) bool {
+		err := m.checkHashAgainstLeader(ctx)
+		if errors.Is(err, ErrCorruptStateMachine) {
+			m.lg.Error("stopping: the state machine is corrupt", zap.Error(err))
+			go m.node.Fail(err)
+			return false
+		}
+		if err != nil {
+			m.lg.Debug("hash check skipped", zap.Error(err))
+		}
+		return true
+	})
+}
+
+// everyTick calls check every interval, with a context bounded by the
+// request timeout, until the member stops or check returns false.
+func (m *Member) everyTick(interval time.Duration, check func(ctx context.Context) bool) {
 	t := m.cfg.Clock.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -32,15 +49,10 @@ func (m *Member) runHashCheck(interval time.Duration) {
 		case <-t.C():
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), (*backend)(m).requestTimeout())
-		err := m.checkHashAgainstLeader(ctx)
+		more := check(ctx)
 		cancel()
-		if errors.Is(err, ErrCorruptStateMachine) {
-			m.lg.Error("stopping: the state machine is corrupt", zap.Error(err))
-			go m.node.Fail(err)
+		if !more {
 			return
-		}
-		if err != nil {
-			m.lg.Debug("hash check skipped", zap.Error(err))
 		}
 	}
 }

@@ -128,10 +128,5 @@ func (id *identity) save(dir string) error {
 	if err := os.Rename(tmp, filepath.Join(dir, identityFile)); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return syncDir(dir)
 }

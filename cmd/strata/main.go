@@ -182,7 +182,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", u.String(), err)
 		}
-		if u.Scheme == "https" || u.Scheme == "unixs" {
+		if secureURL(u) {
 			l = tls.NewListener(l, mtls.clientServer)
 		}
 		lis = append(lis, l)
@@ -199,7 +199,7 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", u.String(), err)
 		}
-		if u.Scheme == "https" {
+		if secureURL(u) {
 			l = tls.NewListener(l, mtls.peerServer)
 		}
 		peerLis = append(peerLis, l)

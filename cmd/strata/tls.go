@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 
 	"go.uber.org/zap"
 
@@ -84,11 +85,7 @@ func buildTLS(cfg *config.Config, lg *zap.Logger) (memberTLS, error) {
 	return m, nil
 }
 
-func secure(urls []url.URL) bool {
-	for _, u := range urls {
-		if u.Scheme == "https" || u.Scheme == "unixs" {
-			return true
-		}
-	}
-	return false
-}
+func secure(urls []url.URL) bool { return slices.ContainsFunc(urls, secureURL) }
+
+// secureURL reports whether u is served over TLS (https, unixs).
+func secureURL(u url.URL) bool { return u.Scheme == "https" || u.Scheme == "unixs" }

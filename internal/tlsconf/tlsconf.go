@@ -167,11 +167,10 @@ func (s Side) Client(serverName string) (*tls.Config, error) {
 	cfg.ServerName = serverName
 	cfg.InsecureSkipVerify = s.SkipVerify
 	if s.TrustedCAFile != "" {
-		pool := &caPool{path: s.TrustedCAFile}
-		if _, err := pool.get(); err != nil {
+		roots, err := (&caPool{path: s.TrustedCAFile}).get()
+		if err != nil {
 			return nil, err
 		}
-		roots, _ := pool.get()
 		cfg.RootCAs = roots
 	}
 	cert, key := s.ClientCertFile, s.ClientKeyFile
