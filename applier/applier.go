@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -64,6 +65,19 @@ type Config struct {
 	// CompactionChunk bounds the history versions one physical compaction
 	// step examines while it holds up writers. 0: 1024.
 	CompactionChunk int
+	// EventListener receives events for metrics; its fields may be nil.
+	EventListener EventListener
+	// Now is the clock that times events for EventListener; nil means
+	// time.Now. The applier's behaviour never depends on it.
+	Now func() time.Time
+}
+
+// EventListener is called on applier events, for metrics. Callbacks run on
+// the apply goroutine and must be quick.
+type EventListener struct {
+	// CommitEnd is called after every commit of an apply batch to the
+	// engine, with its duration: etcd's backend_commit_duration_seconds.
+	CommitEnd func(time.Duration)
 }
 
 // Result is the outcome of one applied request.
@@ -130,6 +144,8 @@ type Applier struct {
 		removed map[uint64]bool
 		// alarms mirrors st.alarms.
 		alarms alarmSet
+		// keys mirrors st.keys.
+		keys int64
 	}
 
 	compactor compactor
@@ -146,6 +162,11 @@ type applyState struct {
 	phys           compactorState
 	// alarms are the active alarms (alarm.go).
 	alarms alarmSet
+	// keys counts the live keys (etcd_debugging_mvcc_keys_total). It is
+	// derived from the latest view, kept in step by every put that
+	// creates a key and every tombstone, and stored in keyMetaKeys so that
+	// opening a large store need not count.
+	keys int64
 }
 
 // New opens the state machine in cfg.Engine, initialising an empty engine
@@ -160,6 +181,9 @@ func New(cfg Config) (*Applier, error) {
 	}
 	if a.chunk <= 0 {
 		a.chunk = 1024
+	}
+	if a.cfg.Now == nil {
+		a.cfg.Now = time.Now
 	}
 	snap := a.eng.NewSnapshot()
 	st, found, err := loadState(snap)
@@ -199,6 +223,7 @@ func (a *Applier) publishLocked(st *applyState) {
 	a.mu.applied = AppliedState{Index: st.index, Term: st.term, ConfState: st.confState}
 	a.mu.rev, a.mu.compacted, a.mu.physical = st.rev, st.compacted, st.phys.done
 	a.mu.alarms = st.alarms
+	a.mu.keys = st.keys
 	close(a.mu.changed)
 	a.mu.changed = make(chan struct{})
 }
@@ -330,8 +355,15 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 		return nil, err
 	}
 	failpoint.BeforeCommit.Hit()
+	var start time.Time
+	if a.cfg.EventListener.CommitEnd != nil {
+		start = a.cfg.Now()
+	}
 	if err := b.Commit(); err != nil {
 		return nil, fmt.Errorf("applier: commit: %w", err)
+	}
+	if a.cfg.EventListener.CommitEnd != nil {
+		a.cfg.EventListener.CommitEnd(a.cfg.Now().Sub(start))
 	}
 	failpoint.AfterCommit.Hit()
 	a.st = st
@@ -462,6 +494,7 @@ func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftReques
 	if t.changes > 0 {
 		st.rev++
 	}
+	st.keys += t.keysDelta
 	return Result{Resp: resp}, nil
 }
 
@@ -513,6 +546,27 @@ func (a *Applier) waitFor(ctx context.Context, cond func() bool) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// Keys returns the number of live keys (etcd_debugging_mvcc_keys_total).
+func (a *Applier) Keys() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.mu.keys
+}
+
+// countLatest counts the keys of the latest view.
+func countLatest(r Reader) (int64, error) {
+	it, err := r.NewIter(prefixLatest, prefixEnd(prefixLatest))
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	var n int64
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	return n, it.Error()
 }
 
 // Rev returns the current revision and the compacted revision (-1 if the
@@ -674,6 +728,20 @@ func loadState(r Reader) (st applyState, found bool, err error) {
 	if st.alarms, err = loadAlarms(r); err != nil {
 		return applyState{}, false, err
 	}
+	switch v, err := r.Get(keyMetaKeys); {
+	case errors.Is(err, ErrNotFound):
+		// A store written before the count existed: count once; the next
+		// batch stores it.
+		if st.keys, err = countLatest(r); err != nil {
+			return applyState{}, false, err
+		}
+	case err != nil:
+		return applyState{}, false, err
+	case len(v) != 8:
+		return applyState{}, false, fmt.Errorf("%w: %s", errCorruptValue, keyMetaKeys)
+	default:
+		st.keys = int64(binary.BigEndian.Uint64(v))
+	}
 	return st, true, nil
 }
 
@@ -699,6 +767,10 @@ func writeState(b Batch, st *applyState, confChanged bool) error {
 	binary.BigEndian.PutUint64(v[:], uint64(st.rev))
 	binary.BigEndian.PutUint64(v[8:], uint64(st.compacted))
 	if err := b.Set(keyMetaRev, v[:]); err != nil {
+		return err
+	}
+	binary.BigEndian.PutUint64(v[:8], uint64(st.keys))
+	if err := b.Set(keyMetaKeys, v[:8]); err != nil {
 		return err
 	}
 	if confChanged && st.confState != nil {

@@ -98,7 +98,8 @@ func hashHistory(r Reader, rev, compacted int64) (uint32, error) {
 
 // Hash is etcd's Maintenance.Hash: a CRC-32 (IEEE) of the whole state
 // machine, every key and value in key order, meta keys included but for
-// the physical compactor's progress (a member's own pace). Two members
+// the physical compactor's progress (a member's own pace) and the live key
+// count (derived from the latest view, which is hashed). Two members
 // at the same applied index hash alike, whatever their engines; a member
 // applying meanwhile hashes differently (as in etcd, a tool for tests).
 // It returns the revision it hashed at.
@@ -120,7 +121,7 @@ func (a *Applier) Hash() (uint32, int64, error) {
 	h := crc32.NewIEEE()
 	var lens []byte
 	for ok := it.First(); ok; ok = it.Next() {
-		if bytes.Equal(it.Key(), keyMetaCompactor) {
+		if bytes.Equal(it.Key(), keyMetaCompactor) || bytes.Equal(it.Key(), keyMetaKeys) {
 			continue
 		}
 		// Lengths first, so that no two contents hash the same bytes.

@@ -93,3 +93,37 @@ func TestHashKV(t *testing.T) {
 		})
 	}
 }
+
+// TestKeysCount checks the live key count and that a store without the
+// stored count (written before it existed) counts its keys when opened.
+func TestKeysCount(t *testing.T) {
+	e := newTestEnv(t, Config{})
+	hashScript(e, "4")
+	if got := e.a.Keys(); got != 3 { // a, b, d
+		t.Fatalf("Keys = %d, want 3", got)
+	}
+	h1, _, err := e.a.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.eng.NewBatch()
+	if err := b.Delete(keyMetaKeys); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if h2, _, err := e.a.Hash(); err != nil || h2 != h1 {
+		t.Fatalf("Hash without the stored count = %d, %v; want %d (the count is derived)", h2, err, h1)
+	}
+	e.a.Close()
+	a, err := New(Config{Engine: e.eng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if got := a.Keys(); got != 3 {
+		t.Fatalf("Keys after reopening without the stored count = %d, want 3", got)
+	}
+}

@@ -22,6 +22,9 @@ var (
 	keyMetaRev = []byte("m/rev")
 	// keyMetaCompactor holds the physical compactor's progress (32 bytes).
 	keyMetaCompactor = []byte("m/compactor")
+	// keyMetaKeys holds the number of live keys (8 bytes), a count of the
+	// latest view kept with it.
+	keyMetaKeys = []byte("m/keys")
 )
 
 // History key framing. A user key is escaped so that escaped keys sort like

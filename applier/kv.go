@@ -39,6 +39,8 @@ type txnCtx struct {
 	kbuf, vbuf []byte
 	// events, when set, collects the watch events of the writes.
 	events *[]*mvccpb.Event
+	// keysDelta is the change the txn made to the number of live keys.
+	keysDelta int64
 }
 
 // rev is the revision of the state the txn sees now: beginRev, or
@@ -266,6 +268,9 @@ func (t *txnCtx) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 	if err := t.writePut(p.Key, m, value); err != nil {
 		return nil, err
 	}
+	if !found {
+		t.keysDelta++
+	}
 	t.emitPut(p.Key, m, value, prev, prevValue, found)
 	// Keep the lease attachment index in step with the key's lease.
 	if found && prev.lease != 0 && prev.lease != lease {
@@ -317,6 +322,7 @@ func (t *txnCtx) writeTombstone(key []byte, lease int64, live *mvccpb.KeyValue) 
 	if err := t.w.Delete(t.kbuf); err != nil {
 		return err
 	}
+	t.keysDelta--
 	t.kbuf = historyKey(t.kbuf[:0], key, rev, sub)
 	if err := t.w.Set(t.kbuf, tombstoneValue); err != nil {
 		return err

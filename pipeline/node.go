@@ -86,6 +86,21 @@ type Config struct {
 	// uses the in-memory log's last compaction point.
 	Snapshot func() (*raftpb.Snapshot, error)
 	Logger   *zap.Logger
+	// EventListener receives the stages' timings, for metrics; its fields
+	// may be nil. Durations are measured on Clock.
+	EventListener EventListener
+}
+
+// EventListener is called on pipeline events, for metrics. Callbacks run on
+// the stage's goroutine and must be quick.
+type EventListener struct {
+	// AppendEnd is called after every batch of the append stage (log
+	// writes, their fsync, the in-memory log), with its duration and the
+	// number of entries it wrote.
+	AppendEnd func(d time.Duration, entries int)
+	// ApplyEnd is called after every batch the apply stage hands the state
+	// machine, with its duration and number of entries.
+	ApplyEnd func(d time.Duration, entries int)
 }
 
 // Transport sends raft messages to other members. Send must not block:
@@ -768,9 +783,20 @@ func (n *Node) runAppend() {
 		if !ok {
 			return
 		}
+		var start time.Time
+		if n.cfg.EventListener.AppendEnd != nil {
+			start = n.cfg.Clock.Now()
+		}
 		if err := n.appendBatch(ms); err != nil {
 			n.fail(err)
 			return
+		}
+		if l := n.cfg.EventListener.AppendEnd; l != nil {
+			ents := 0
+			for _, m := range ms {
+				ents += len(m.GetEntries())
+			}
+			l(n.cfg.Clock.Now().Sub(start), ents)
 		}
 	}
 }
@@ -857,11 +883,18 @@ func (n *Node) runApply() {
 			}
 		}
 		if len(ents) > 0 {
+			var start time.Time
+			if n.cfg.EventListener.ApplyEnd != nil {
+				start = n.cfg.Clock.Now()
+			}
 			if err := n.cfg.Apply(ents); err != nil {
 				n.fail(fmt.Errorf("pipeline: apply: %w", err))
 				// A failed apply means the state machine cannot be
 				// trusted past this point: apply nothing further.
 				return
+			}
+			if l := n.cfg.EventListener.ApplyEnd; l != nil {
+				l(n.cfg.Clock.Now().Sub(start), len(ents))
 			}
 			last := ents[len(ents)-1].GetIndex()
 			n.mu.Lock()

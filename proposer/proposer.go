@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/stratakv/strata/applier"
@@ -48,6 +51,26 @@ type Config struct {
 	// RequestTimeout is how long a caller waits for its result (etcd:
 	// 5s + 2 × election timeout) before ErrGRPCTimeout.
 	RequestTimeout time.Duration
+	// EventListener receives events for metrics; its fields may be nil.
+	EventListener EventListener
+	// Tracer, when set, records the stages of requests whose context
+	// carries a sampled span (see Propose). Nil: no tracing.
+	Tracer trace.Tracer
+}
+
+// EventListener is called on proposer events, for metrics. Callbacks run on
+// the goroutine that caused the event and must be quick.
+type EventListener struct {
+	// Proposed is called for every entry proposed, with the number of
+	// requests it carries and their bytes.
+	Proposed func(requests, bytes int)
+	// Queued is called for every request taken into an entry, with the
+	// time it waited in the queue.
+	Queued func(time.Duration)
+	// Committed is called for every request answered with its applied
+	// result, with the time since its entry was proposed: replication,
+	// fsync, commit and apply.
+	Committed func(time.Duration)
 }
 
 // errProposalDropped is raft's refusal of a proposal (no leader, leadership
@@ -71,6 +94,14 @@ type Proposer struct {
 	kick chan struct{} // wakes the flusher
 	stop chan struct{}
 	done chan struct{}
+	// timed: some listener or the tracer wants the stage times.
+	timed bool
+	// failed counts requests answered with an error of the proposer's own
+	// (timeout, stop, lost or dropped entry): etcd's proposals_failed.
+	failed atomic.Uint64
+	// applyStart is when the apply stage began its current batch (unix
+	// nanoseconds; ApplyStarting), for traces.
+	applyStart atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -92,6 +123,13 @@ type waiter struct {
 	data  []byte
 	resC  chan applier.Result
 	batch *batch // set once proposed
+	// queued is when the request was queued; zero unless timed (an
+	// EventListener.Queued or a traced request).
+	queued time.Time
+	// span is the caller's span, for traced requests; applied is when
+	// the apply batch that answered it began.
+	span    trace.Span
+	applied time.Time
 }
 
 // batch is one proposed entry; its inflight slot is released when every
@@ -102,6 +140,9 @@ type batch struct {
 	// leaderTerm is the term this member appended the entry in as
 	// leader, 0 if unknown (forwarded, or not proposed yet).
 	leaderTerm uint64
+	// proposed is when the entry was handed to raft; zero unless timed.
+	proposed time.Time
+	requests int
 }
 
 // New starts a proposer.
@@ -128,11 +169,12 @@ func New(cfg Config) *Proposer {
 		cfg.RequestTimeout = 7 * time.Second
 	}
 	p := &Proposer{
-		cfg:  cfg,
-		ids:  newIDGen(cfg.MemberID, cfg.Clock.Now()),
-		kick: make(chan struct{}, 1),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		cfg:   cfg,
+		ids:   newIDGen(cfg.MemberID, cfg.Clock.Now()),
+		kick:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+		timed: cfg.EventListener.Queued != nil || cfg.EventListener.Committed != nil || cfg.Tracer != nil,
 	}
 	p.mu.waiters = make(map[uint64]*waiter)
 	go p.flushLoop()
@@ -142,6 +184,11 @@ func New(cfg Config) *Proposer {
 // Propose assigns req an ID, proposes it (batched with concurrent requests)
 // and waits for the applier's result. The error, if any, is an rpctypes
 // gRPC error; the result's own Err is the apply-time outcome.
+//
+// With a Tracer, a request whose ctx carries a recording span gets three
+// child spans once answered: "proposer.queue" (waiting for an entry),
+// "raft.replicate" (the entry's append, fsync, replication and commit, up
+// to the apply batch that holds it) and "applier.apply".
 func (p *Proposer) Propose(ctx context.Context, req *pb.InternalRaftRequest) (applier.Result, error) {
 	req.ID = p.ids.next()
 	data, err := proto.Marshal(req)
@@ -152,6 +199,12 @@ func (p *Proposer) Propose(ctx context.Context, req *pb.InternalRaftRequest) (ap
 		return applier.Result{}, rpctypes.ErrGRPCRequestTooLarge
 	}
 	w := &waiter{id: req.ID, data: data, resC: make(chan applier.Result, 1)}
+	if p.timed {
+		w.queued = p.cfg.Clock.Now()
+		if span := trace.SpanFromContext(ctx); p.cfg.Tracer != nil && span.IsRecording() {
+			w.span = span
+		}
+	}
 	inline, err := p.enqueue(w)
 	if err != nil {
 		return applier.Result{}, err
@@ -198,21 +251,64 @@ func (p *Proposer) wait(ctx context.Context, w *waiter) (applier.Result, error) 
 	timeout := p.cfg.Clock.After(p.cfg.RequestTimeout)
 	select {
 	case res := <-w.resC:
+		if w.span != nil && res.Err == nil && w.batch != nil {
+			p.trace(ctx, w)
+		}
 		return res, nil
 	case <-ctx.Done():
 		p.abandon(w)
+		p.failed.Add(1)
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return applier.Result{}, rpctypes.ErrGRPCCanceled
 		}
 		return applier.Result{}, rpctypes.ErrGRPCTimeout
 	case <-timeout:
 		p.abandon(w)
+		p.failed.Add(1)
 		return applier.Result{}, rpctypes.ErrGRPCTimeout
 	case <-p.stop:
 		p.abandon(w)
+		p.failed.Add(1)
 		return applier.Result{}, rpctypes.ErrGRPCStopped
 	}
 }
+
+// trace records the stages of an answered request as child spans of its
+// caller's span. w.applied was set by Notify before the answer was sent.
+func (p *Proposer) trace(ctx context.Context, w *waiter) {
+	b, now := w.batch, p.cfg.Clock.Now()
+	applied := w.applied
+	if applied.Before(b.proposed) || applied.After(now) {
+		applied = now // apply start not recorded: no apply span
+	}
+	span := func(name string, from, to time.Time, attrs ...attribute.KeyValue) {
+		_, s := p.cfg.Tracer.Start(ctx, name, trace.WithTimestamp(from), trace.WithAttributes(attrs...))
+		s.End(trace.WithTimestamp(to))
+	}
+	span("proposer.queue", w.queued, b.proposed, attribute.Int("entry.requests", b.requests))
+	span("raft.replicate", b.proposed, applied)
+	span("applier.apply", applied, now)
+}
+
+// ApplyStarting tells the proposer that the apply stage is about to apply a
+// batch of entries, for the traces of the requests it answers.
+func (p *Proposer) ApplyStarting() {
+	if p.cfg.Tracer != nil {
+		p.applyStart.Store(p.cfg.Clock.Now().UnixNano())
+	}
+}
+
+// Pending returns the number of requests queued or proposed and not yet
+// answered: etcd's proposals_pending.
+func (p *Proposer) Pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.mu.waiters)
+}
+
+// Failed returns the number of requests that failed in the proposer
+// (timeouts, stop, lost or refused entries): etcd's proposals_failed_total.
+func (p *Proposer) Failed() uint64 { return p.failed.Load() }
 
 // Notify delivers the applier's result for request id. Results for unknown
 // IDs (requests of other members, or of callers that gave up) are dropped.
@@ -226,9 +322,15 @@ func (p *Proposer) Notify(id uint64, res applier.Result) {
 	if ok {
 		delete(p.mu.waiters, id)
 		p.releaseLocked(w)
+		if w.span != nil {
+			w.applied = time.Unix(0, p.applyStart.Load())
+		}
 	}
 	p.mu.Unlock()
 	if ok {
+		if p.cfg.EventListener.Committed != nil && !w.batch.proposed.IsZero() {
+			p.cfg.EventListener.Committed(p.cfg.Clock.Now().Sub(w.batch.proposed))
+		}
 		w.resC <- res
 	}
 }
@@ -345,6 +447,17 @@ func (p *Proposer) propose(ws []*waiter, buf []byte) []byte {
 		reqs[i] = w.data
 	}
 	buf = applier.EncodeEntry(buf[:0], reqs)
+	if l := p.cfg.EventListener; p.timed {
+		b := ws[0].batch
+		for _, w := range ws {
+			if l.Queued != nil {
+				l.Queued(b.proposed.Sub(w.queued))
+			}
+		}
+	}
+	if l := p.cfg.EventListener.Proposed; l != nil {
+		l(len(ws), len(buf))
+	}
 	// raft keeps the slice it is given.
 	data := append([]byte(nil), buf...)
 	p.mu.Lock()
@@ -431,6 +544,7 @@ func (p *Proposer) answer(w *waiter, err error) {
 	}
 	p.mu.Unlock()
 	if ok {
+		p.failed.Add(1)
 		w.resC <- applier.Result{Err: err}
 	}
 }
@@ -458,7 +572,10 @@ func (p *Proposer) takeBatch() []*waiter {
 	clear(p.mu.queue[rest:]) // let proposed waiters be collected
 	p.mu.queue = p.mu.queue[:rest]
 	p.mu.queuedBytes -= size
-	b := &batch{pending: n}
+	b := &batch{pending: n, requests: n}
+	if p.timed {
+		b.proposed = p.cfg.Clock.Now()
+	}
 	for _, w := range ws {
 		w.batch = b
 	}

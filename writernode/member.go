@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -114,6 +115,15 @@ type Config struct {
 	Versions api.Versions
 	Logger   *zap.Logger
 	Clock    clock.Clock
+	// Metrics, when set, hears the stages' events (etcd's metrics and
+	// strata's own) and the client gRPC server's calls; nil: none.
+	Metrics *metrics.Registry
+	// Tracer, when set, traces the write path of requests that arrive
+	// with a sampled span (proposer.Config.Tracer).
+	Tracer trace.Tracer
+	// GRPCServerOptions are added to the client gRPC server's options
+	// (tracing's stats handler).
+	GRPCServerOptions []grpc.ServerOption
 }
 
 // Batching is a writer's group commit (docs/tuning.md): one raft entry
@@ -247,6 +257,8 @@ func Start(cfg Config) (*Member, error) {
 		MaxEntryBytes:      cfg.Batching.MaxBytes,
 		MaxInflightEntries: cfg.Batching.MaxInflight,
 		RequestTimeout:     5*time.Second + 2*time.Duration(cfg.ElectionTicks)*cfg.TickInterval,
+		Tracer:             cfg.Tracer,
+		EventListener:      proposerEvents(cfg.Metrics),
 	})
 	m.lastConf = start.ConfState
 	// New, not Start: the apply stage and the transport's goroutines
@@ -263,6 +275,7 @@ func Start(cfg Config) (*Member, error) {
 		Transport:     (*peerSender)(m),
 		Snapshot:      (*snapshotSource)(m).raftSnapshot,
 		Logger:        lg,
+		EventListener: pipelineEvents(cfg.Metrics),
 	})
 	if err != nil {
 		m.prop.Stop()
@@ -290,7 +303,11 @@ func Start(cfg Config) (*Member, error) {
 		Versions:        cfg.Versions,
 		Limits:          api.Limits{MaxTxnOps: cfg.MaxTxnOps, MaxRequestBytes: cfg.MaxRequestBytes},
 		MaxRequestBytes: cfg.MaxRequestBytes,
+		ServerOptions:   m.grpcServerOptions(),
 	})
+	if cfg.Metrics != nil {
+		cfg.Metrics.InitializeGRPC(m.grpc)
+	}
 	m.self.Serve(m.grpc)
 	go m.waitReady()
 	m.bg.Go(m.runLeases)
@@ -352,7 +369,8 @@ func (m *Member) openStorage() error {
 		OnLease:         m.onLease,
 		OnRestore:       m.onRestore,
 		// Set before any entry is applied (the bootstrap's included).
-		OnCommit: func(c applier.Commit) { m.hub.Commit(c) },
+		OnCommit:      func(c applier.Commit) { m.hub.Commit(c) },
+		EventListener: applierEvents(m.cfg.Metrics),
 	})
 	if err != nil {
 		return fmt.Errorf("open state machine: %w", err)
@@ -362,7 +380,9 @@ func (m *Member) openStorage() error {
 		Source: m.app, Rev: rev, Compacted: compacted,
 		ProgressInterval: m.cfg.WatchProgressInterval, Clock: m.cfg.Clock,
 	})
-	if m.wal, err = wal.Open(filepath.Join(dir, "wal"), wal.Options{NoSync: m.cfg.UnsafeNoFsync, Logger: m.lg.Named("wal")}); err != nil {
+	if m.wal, err = wal.Open(filepath.Join(dir, "wal"), wal.Options{
+		NoSync: m.cfg.UnsafeNoFsync, Logger: m.lg.Named("wal"), EventListener: walEvents(m.cfg.Metrics),
+	}); err != nil {
 		return fmt.Errorf("open wal: %w", err)
 	}
 	return nil
@@ -511,6 +531,7 @@ func (m *Member) applyConfChange(cc raftpb.ConfChangeI) (*raftpb.ConfState, erro
 
 // apply is the pipeline's apply stage: the applier, then log housekeeping.
 func (m *Member) apply(ents []*raftpb.Entry) error {
+	m.prop.ApplyStarting()
 	if err := m.app.Apply(ents); err != nil {
 		return err
 	}
@@ -738,16 +759,4 @@ func (s walStore) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool
 	}
 	_, err := s.w.Append(hs, ents)
 	return err
-}
-
-// MetricsState is what the member gauges of /metrics read (package
-// metrics).
-func (m *Member) MetricsState() metrics.MemberState {
-	st := m.node.Status()
-	ms := (*backend)(m).Status()
-	return metrics.MemberState{
-		HasLeader: st.Lead != 0, IsLeader: st.Lead == m.id.MemberID, IsLearner: ms.IsLearner,
-		LeaderChanges: st.LeaderChanges, CommittedIndex: st.Commit, AppliedIndex: st.Applied,
-		DBSize: ms.DBSize, DBSizeInUse: ms.DBSizeInUse, QuotaBytes: m.cfg.QuotaBytes,
-	}
 }

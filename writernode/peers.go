@@ -236,6 +236,7 @@ func (m *Member) startTransport() error {
 		Logger:      m.lg.Named("transport"),
 		Clock:       m.cfg.Clock,
 		TLS:         m.cfg.PeerTLS,
+		OnRoundTrip: roundTripEvents(m.cfg.Metrics),
 		OnPeerError: func(id uint64, err error) {
 			m.lg.Debug("peer link error", zap.String("peer", idString(id)), zap.Error(err))
 			if errors.Is(err, transport.ErrSenderRemoved) {

@@ -322,6 +322,9 @@ func (h *harness) flush() {
 	if rev, _ := h.app.Rev(); rev != cur {
 		h.t.Fatalf("applier at revision %d after apply, model at %d", rev, cur)
 	}
+	if got, want := h.app.Keys(), h.model.LiveKeys(); got != want {
+		h.t.Fatalf("applier counts %d live keys at revision %d, model %d", got, cur, want)
+	}
 	if h.rng.IntN(20) == 0 {
 		h.sync()
 	}

@@ -146,6 +146,17 @@ func inRange(k string, key, rangeEnd []byte) bool {
 	}
 }
 
+// LiveKeys returns the number of keys live at the current revision.
+func (m *Model) LiveKeys() int64 {
+	var n int64
+	for _, k := range m.keys {
+		if m.get(k, m.rev) != nil {
+			n++
+		}
+	}
+	return n
+}
+
 // live returns copies of the key-values in range at rev, in key order.
 func (m *Model) live(key, rangeEnd []byte, rev int64) []*mvccpb.KeyValue {
 	var out []*mvccpb.KeyValue

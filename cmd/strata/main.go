@@ -18,7 +18,9 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
@@ -171,38 +173,71 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 	}
 	// Bind first, as etcd does: a taken port fails before any state is
 	// touched, and the sockets exist once the process is up.
-	var lis []net.Listener
+	var all []net.Listener
 	defer func() {
-		for _, l := range lis {
+		for _, l := range all {
 			l.Close()
 		}
 	}()
-	for _, u := range cfg.ListenClientURLs {
-		l, err := serve.Listen(u)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", u.String(), err)
+	listen := func(urls []url.URL, secure *tls.Config) ([]net.Listener, error) {
+		var ls []net.Listener
+		for _, u := range urls {
+			l, err := serve.Listen(u)
+			if err != nil {
+				return nil, fmt.Errorf("listen on %s: %w", u.String(), err)
+			}
+			if secureURL(u) {
+				l = tls.NewListener(l, secure)
+			}
+			ls = append(ls, l)
+			all = append(all, l)
 		}
-		if secureURL(u) {
-			l = tls.NewListener(l, mtls.clientServer)
-		}
-		lis = append(lis, l)
+		return ls, nil
+	}
+	lis, err := listen(cfg.ListenClientURLs, mtls.clientServer)
+	if err != nil {
+		return err
+	}
+	peerLis, err := listen(cfg.ListenPeerURLs, mtls.peerServer)
+	if err != nil {
+		return err
+	}
+	metricsLis, err := listen(cfg.ListenMetricsURLs, mtls.clientServer)
+	if err != nil {
+		return err
 	}
 
-	var peerLis []net.Listener
-	defer func() {
-		for _, l := range peerLis {
-			l.Close()
-		}
-	}()
-	for _, u := range cfg.ListenPeerURLs {
-		l, err := serve.Listen(u)
+	reg := metrics.New(metrics.Options{
+		ServerVersion: version.EtcdServer,
+		Extensive:     cfg.Metrics == "extensive",
+		Reader:        cfg.Role == config.RoleReader,
+	})
+	var (
+		tracer   trace.Tracer
+		grpcOpts []grpc.ServerOption
+	)
+	if cfg.EnableDistributedTracing {
+		tr, err := metrics.NewTracing(context.Background(), metrics.TracingOptions{
+			Address:                cfg.DistributedTracingAddress,
+			ServiceName:            cfg.DistributedTracingServiceName,
+			InstanceID:             cfg.DistributedTracingInstanceID,
+			SamplingRatePerMillion: cfg.DistributedTracingSamplingRatePerMillion,
+		})
 		if err != nil {
-			return fmt.Errorf("listen on %s: %w", u.String(), err)
+			return err
 		}
-		if secureURL(u) {
-			l = tls.NewListener(l, mtls.peerServer)
-		}
-		peerLis = append(peerLis, l)
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tr.Shutdown(ctx); err != nil {
+				lg.Warn("failed to flush traces", zap.Error(err))
+			}
+		}()
+		tracer, grpcOpts = tr.Tracer(), []grpc.ServerOption{tr.GRPCServerOption()}
+		lg.Info("distributed tracing enabled",
+			zap.String("address", cfg.DistributedTracingAddress),
+			zap.String("service-name", cfg.DistributedTracingServiceName),
+			zap.Int("sampling-rate-per-million", cfg.DistributedTracingSamplingRatePerMillion))
 	}
 
 	m, err := writernode.Start(writernode.Config{
@@ -240,11 +275,15 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		NewReplacementEngine:     replacementEngine(cfg.Role),
 		Versions:                 api.Versions{Server: version.EtcdServer, Storage: version.Storage},
 		Logger:                   lg,
+		Metrics:                  reg,
+		Tracer:                   tracer,
+		GRPCServerOptions:        grpcOpts,
 	})
 	if err != nil {
 		return err
 	}
 	defer m.Stop()
+	reg.SetState(m.MetricsState)
 	// Peers must reach the member before it can have a leader: serve the
 	// peer URLs at once (etcd does too).
 	for i, l := range peerLis {
@@ -270,8 +309,19 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		return nil
 	}
 
-	handler := httpHandler(cfg, m)
+	handler, metricsHandler := httpHandlers(cfg, m, reg)
 	var wg sync.WaitGroup
+	for i, l := range metricsLis {
+		lg.Info("serving metrics", zap.String("address", cfg.ListenMetricsURLs[i].String()))
+		srv := &http.Server{Handler: metricsHandler, ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
+				lg.Warn("metrics listener stopped", zap.Error(err))
+			}
+		}()
+	}
 	for i, l := range lis {
 		lg.Info("ready to serve client requests", zap.String("address", cfg.ListenClientURLs[i].String()))
 		if cfg.ListenClientURLs[i].Scheme == "http" || cfg.ListenClientURLs[i].Scheme == "unix" {
@@ -293,6 +343,9 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		for _, l := range lis {
 			l.Close()
 		}
+		for _, l := range metricsLis {
+			l.Close()
+		}
 		wg.Wait()
 		m.Stop()
 	}
@@ -308,8 +361,10 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 	}
 }
 
-// httpHandler serves etcd's HTTP endpoints on the client URL.
-func httpHandler(cfg *config.Config, m *writernode.Member) http.Handler {
+// httpHandlers returns the handlers of etcd's HTTP endpoints on the client
+// URLs, and on --listen-metrics-urls: /metrics and the health checks
+// (etcd serves /version and the debug endpoints only on the client URLs).
+func httpHandlers(cfg *config.Config, m *writernode.Member, reg *metrics.Registry) (client, metricsOnly http.Handler) {
 	withTimeout := func(ctx context.Context, serializable bool) error {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -345,32 +400,44 @@ func httpHandler(cfg *config.Config, m *writernode.Member) http.Handler {
 	linearizableRead := serve.Check{Name: serve.CheckLinearizableRead, Run: func(ctx context.Context) error {
 		return withTimeout(ctx, false)
 	}}
-	// No corruption checks exist yet: that check passes, as on a healthy
-	// etcd member. etcd's learners are not ready; strata's readers are
-	// learners that serve, and are (a writer added as a learner, to be
-	// promoted, is not, as in etcd).
-	pass := func(context.Context) error { return nil }
+	// As etcd: not ready while the CORRUPT alarm is raised.
+	dataCorruption := func(context.Context) error {
+		for _, a := range m.Alarms() {
+			if a.Alarm == pb.AlarmType_CORRUPT {
+				return fmt.Errorf("alarm activated: %s", a.Alarm)
+			}
+		}
+		return nil
+	}
+	// etcd's learners are not ready; strata's readers are learners that
+	// serve, and are (a writer added as a learner, to be promoted, is
+	// not, as in etcd).
 	nonLearner := func(context.Context) error {
 		if cfg.Role == config.RoleWriter && m.IsLearner() {
 			return errors.New("is learner")
 		}
 		return nil
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics.New(version.EtcdServer, m.MetricsState).Handler())
-	serve.Endpoints{
+	endpoints := serve.Endpoints{
 		Health: health,
 		Livez:  []serve.Check{serializableRead},
 		Readyz: []serve.Check{
-			{Name: serve.CheckDataCorruption, Run: pass},
+			{Name: serve.CheckDataCorruption, Run: dataCorruption},
 			serializableRead,
 			linearizableRead,
 			{Name: serve.CheckNonLearner, Run: nonLearner},
 		},
-		Versions: func() serve.Versions {
-			return serve.Versions{Server: version.EtcdServer, Cluster: version.EtcdCluster, Storage: version.Storage}
-		},
-	}.Register(mux)
+	}
+	mm := http.NewServeMux()
+	mm.Handle("/metrics", reg.Handler())
+	endpoints.Register(mm)
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", reg.Handler())
+	endpoints.Versions = func() serve.Versions {
+		return serve.Versions{Server: version.EtcdServer, Cluster: version.EtcdCluster, Storage: version.Storage}
+	}
+	endpoints.Register(mux)
 	if cfg.EnablePprof {
 		// etcd serves the runtime profiles under /debug/pprof/ when asked.
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -379,7 +446,7 @@ func httpHandler(cfg *config.Config, m *writernode.Member) http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	return serve.AccessControl(mux, cfg.CORS, cfg.HostWhitelist)
+	return serve.AccessControl(mux, cfg.CORS, cfg.HostWhitelist), mm
 }
 
 // quotaBytes applies etcd's rule that a zero quota means the default.

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"math"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -45,13 +46,16 @@ type ServerConfig struct {
 	Versions        Versions
 	Limits          Limits
 	MaxRequestBytes int
+	// ServerOptions are added before etcd's (metrics, tracing): their
+	// interceptors run outside strata's own.
+	ServerOptions []grpc.ServerOption
 }
 
 // NewServer returns a gRPC server with etcd's KV, Maintenance and Cluster
 // services and grpc.health.v1 registered, and etcd's server options.
 func NewServer(cfg ServerConfig) *grpc.Server {
 	ic := interceptor{leader: cfg.Leader}
-	s := grpc.NewServer(
+	s := grpc.NewServer(append(slices.Clip(cfg.ServerOptions),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
@@ -62,7 +66,7 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 		grpc.WaitForHandlers(true),
 		grpc.ChainUnaryInterceptor(ic.unary),
 		grpc.ChainStreamInterceptor(ic.stream),
-	)
+	)...)
 	pb.RegisterKVServer(s, NewKV(cfg.Backend, cfg.Limits))
 	if cfg.Leases != nil {
 		pb.RegisterLeaseServer(s, NewLease(cfg.Backend, cfg.Leases))

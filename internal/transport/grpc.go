@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stratakv/strata/internal/clock"
@@ -69,6 +70,12 @@ type GRPCConfig struct {
 	// log or count it. Errors the receiver returned keep their sentinel:
 	// errors.Is(err, ErrClusterIDMismatch) holds on the sender too.
 	OnPeerError func(id uint64, err error)
+	// OnRoundTrip, when set, is called with the round trip time of a
+	// heartbeat to a peer: from the send of a MsgHeartbeat (the oldest
+	// unanswered one) to the arrival of the peer's MsgHeartbeatResp
+	// (etcd's peer_round_trip_time_seconds; only a leader sends
+	// heartbeats). Measured on Clock.
+	OnRoundTrip func(id uint64, d time.Duration)
 }
 
 func (c *GRPCConfig) validateAndDefault() error {
@@ -290,6 +297,9 @@ func (t *GRPCTransport) Send(msgs []*raftpb.Message) {
 			p.maybeStartSnapshot(m)
 			continue
 		}
+		if m.GetType() == raftpb.MsgHeartbeat && t.cfg.OnRoundTrip != nil {
+			p.heartbeat.CompareAndSwap(0, t.cfg.Clock.Now().UnixNano())
+		}
 		p.enqueue(m)
 	}
 }
@@ -317,6 +327,20 @@ func (t *GRPCTransport) Close() error {
 	return nil
 }
 
+// roundTrip reports the round trip of the heartbeat a MsgHeartbeatResp
+// from id answers.
+func (t *GRPCTransport) roundTrip(id uint64) {
+	t.mu.RLock()
+	p := t.mu.peers[id]
+	t.mu.RUnlock()
+	if p == nil {
+		return
+	}
+	if sent := p.heartbeat.Swap(0); sent != 0 {
+		t.cfg.OnRoundTrip(id, time.Duration(t.cfg.Clock.Now().UnixNano()-sent))
+	}
+}
+
 func (t *GRPCTransport) peerError(id uint64, err error) {
 	t.cfg.Logger.Warn("peer link failed", zap.Uint64("local", t.cfg.LocalID), zap.Uint64("peer", id), zap.Error(err))
 	if t.cfg.OnPeerError != nil {
@@ -342,6 +366,10 @@ type grpcPeer struct {
 	notify   chan struct{}
 	wg       sync.WaitGroup
 	counters peerCounters
+	// heartbeat is when the oldest unanswered MsgHeartbeat to the peer
+	// was sent (unix nanoseconds on the transport's clock), 0 if none;
+	// only kept with GRPCConfig.OnRoundTrip.
+	heartbeat atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -427,6 +455,7 @@ func (p *grpcPeer) run() {
 			return
 		}
 		p.counters.linkFailures.Add(1)
+		p.heartbeat.Store(0) // its answer, if any, is not a round trip
 		p.t.peerError(p.id, err)
 		// Whatever was queued behind the broken stream is stale by the
 		// time the link is back; raft resends what still matters.
@@ -605,6 +634,9 @@ func (t *GRPCTransport) handleMessages(ctx context.Context, f, scratch []byte) (
 			return err // the link was superseded or closed: step nothing more
 		}
 		t.recv.messagesReceived.Add(1)
+		if m.GetType() == raftpb.MsgHeartbeatResp && t.cfg.OnRoundTrip != nil {
+			t.roundTrip(m.GetFrom())
+		}
 		if err := t.cfg.Handler.Process(ctx, m); err != nil {
 			if errors.Is(err, ErrSenderRemoved) {
 				return err // ends the stream; the sender hears why

@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/stratakv/strata/internal/serve"
 )
@@ -136,6 +137,9 @@ func TestGRPCDeliversBatchesInOrder(t *testing.T) {
 			}
 			if got := nodes[3].tr.Metrics().MessagesReceived; got != total {
 				t.Errorf("node 3 received %d messages, want %d", got, total)
+			}
+			if got := nodes[3].tr.Metrics().BytesReceived[1]; got == 0 || got > pm.WireBytesSent {
+				t.Errorf("node 3 received %d bytes from 1, which sent %d", got, pm.WireBytesSent)
 			}
 		})
 	}
@@ -461,5 +465,46 @@ func benchmarkSend(b *testing.B, batchSize int, comp Compression) {
 	}
 	for range min(b.N, window) {
 		<-h2.done
+	}
+}
+
+// TestGRPCHeartbeatRoundTrip checks that a MsgHeartbeatResp reports the round
+// trip of the oldest unanswered heartbeat to its sender, once.
+func TestGRPCHeartbeatRoundTrip(t *testing.T) {
+	type rtt struct {
+		id uint64
+		d  time.Duration
+	}
+	rtts := make(chan rtt, 4)
+	rec1, rec2 := newRecorder(), newRecorder()
+	n1 := startGRPCNode(t, GRPCConfig{LocalID: 1, Handler: rec1, OnRoundTrip: func(id uint64, d time.Duration) { rtts <- rtt{id, d} }})
+	n2 := startGRPCNode(t, GRPCConfig{LocalID: 2, Handler: rec2})
+	n1.tr.AddPeer(2, []string{n2.url()})
+	n2.tr.AddPeer(1, []string{n1.url()})
+	hb := func(typ raftpb.MessageType, from, to uint64) *raftpb.Message {
+		return &raftpb.Message{Type: typ.Enum(), From: proto.Uint64(from), To: proto.Uint64(to), Term: proto.Uint64(1)}
+	}
+	start := time.Now()
+	n1.tr.Send([]*raftpb.Message{hb(raftpb.MsgHeartbeat, 1, 2)})
+	n1.tr.Send([]*raftpb.Message{hb(raftpb.MsgHeartbeat, 1, 2)})
+	rec2.next(t)
+	rec2.next(t)
+	n2.tr.Send([]*raftpb.Message{hb(raftpb.MsgHeartbeatResp, 2, 1)})
+	rec1.next(t)
+	select {
+	case r := <-rtts:
+		if r.id != 2 || r.d <= 0 || r.d > time.Since(start) {
+			t.Fatalf("round trip %+v, want peer 2 and at most %v", r, time.Since(start))
+		}
+	default:
+		t.Fatal("no round trip reported for the answered heartbeat")
+	}
+	// A second answer has no heartbeat outstanding: no report.
+	n2.tr.Send([]*raftpb.Message{hb(raftpb.MsgHeartbeatResp, 2, 1)})
+	rec1.next(t)
+	select {
+	case r := <-rtts:
+		t.Fatalf("round trip %+v reported with no heartbeat outstanding", r)
+	default:
 	}
 }

@@ -1,6 +1,10 @@
 package transport
 
-import "sync/atomic"
+import (
+	"maps"
+	"sync"
+	"sync/atomic"
+)
 
 // Metrics are a GRPCTransport's cumulative counters, for the member to export
 // under its own names; the transport registers nothing globally.
@@ -13,6 +17,9 @@ type Metrics struct {
 	FramesReceived, FramesRejected uint64
 	// MessagesReceived counts messages handed to Handler.Process.
 	MessagesReceived uint64
+	// BytesReceived counts the wire bytes of the message frames received,
+	// per sending member.
+	BytesReceived map[uint64]uint64
 }
 
 // PeerMetrics are the counters of one outgoing link.
@@ -55,6 +62,18 @@ func (c *peerCounters) load() PeerMetrics {
 
 type recvCounters struct {
 	framesReceived, framesRejected, messagesReceived atomic.Uint64
+
+	mu        sync.Mutex
+	bytesFrom map[uint64]uint64
+}
+
+func (c *recvCounters) addBytes(from uint64, n int) {
+	c.mu.Lock()
+	if c.bytesFrom == nil {
+		c.bytesFrom = make(map[uint64]uint64)
+	}
+	c.bytesFrom[from] += uint64(n)
+	c.mu.Unlock()
 }
 
 // Metrics returns a snapshot of the transport's counters.
@@ -64,6 +83,9 @@ func (t *GRPCTransport) Metrics() Metrics {
 		FramesRejected:   t.recv.framesRejected.Load(),
 		MessagesReceived: t.recv.messagesReceived.Load(),
 	}
+	t.recv.mu.Lock()
+	m.BytesReceived = maps.Clone(t.recv.bytesFrom)
+	t.recv.mu.Unlock()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	m.Peers = make(map[uint64]PeerMetrics, len(t.mu.peers))

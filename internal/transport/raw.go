@@ -174,7 +174,11 @@ func (t *GRPCTransport) ServeConn(c net.Conn) {
 			t.raw.release(from, link)
 		}
 	}()
-	br := bufio.NewReaderSize(c, 64<<10)
+	// wire counts the bytes read off the connection, compressed or not;
+	// each frame's share goes to its sender's received bytes.
+	wire := &countingReader{r: c}
+	var counted uint64
+	br := bufio.NewReaderSize(wire, 64<<10)
 	pre := make([]byte, len(RawPreface)+1)
 	if _, err := io.ReadFull(br, pre); err != nil || !bytes.Equal(pre[:len(RawPreface)], RawPreface) {
 		return
@@ -234,6 +238,10 @@ func (t *GRPCTransport) ServeConn(c net.Conn) {
 			return
 		}
 		t.recv.framesReceived.Add(1)
+		// Bytes buffered ahead of this frame count with the next.
+		read := wire.n - uint64(br.Buffered())
+		t.recv.addBytes(from, int(read-counted))
+		counted = read
 	}
 }
 
@@ -439,6 +447,18 @@ func (p *grpcPeer) stream(spare []*raftpb.Message) (sent bool, _ []*raftpb.Messa
 type countingWriter struct {
 	w io.Writer
 	n *atomic.Uint64
+}
+
+// countingReader counts the bytes read through it (one goroutine).
+type countingReader struct {
+	r io.Reader
+	n uint64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += uint64(n)
+	return n, err
 }
 
 func (c countingWriter) Write(p []byte) (int, error) {

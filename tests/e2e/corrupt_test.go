@@ -55,6 +55,10 @@ func TestCorruptWriterIsFound(t *testing.T) {
 	if h, err := httpGet(ms[0], "/health"); err != nil || !strings.Contains(h, "ALARM CORRUPT") {
 		t.Fatalf("/health under CORRUPT: %q, %v", h, err)
 	}
+	// etcd's readiness check data_corruption fails on every member.
+	if h, err := httpGet(ms[1], "/readyz?verbose"); err != nil || !strings.Contains(h, "status 503") || !strings.Contains(h, "[-]data_corruption failed") {
+		t.Fatalf("/readyz under CORRUPT: %q, %v", h, err)
+	}
 
 	// Replace: remove the member, disarm; the cluster takes writes.
 	if _, err := clients[0].MemberRemove(ctx, victim); err != nil {
