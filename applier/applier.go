@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/stratakv/strata/internal/auth"
 	"github.com/stratakv/strata/internal/failpoint"
 	"github.com/stratakv/strata/internal/plantedbug"
 )
@@ -65,6 +66,12 @@ type Config struct {
 	// CompactionChunk bounds the history versions one physical compaction
 	// step examines while it holds up writers. 0: 1024.
 	CompactionChunk int
+	// Auth, when set, is the auth store the Auth requests apply to; its
+	// state is kept in the engine (auth.go). Tokens issues the tokens of
+	// applied Authenticate requests. Nil Auth: Auth requests are refused
+	// as unsupported and no request is checked.
+	Auth   *auth.Store
+	Tokens auth.TokenProvider
 	// EventListener receives events for metrics; its fields may be nil.
 	EventListener EventListener
 	// Now is the clock that times events for EventListener; nil means
@@ -125,6 +132,8 @@ type Applier struct {
 	st applyState
 	// kbuf and vbuf are Apply's scratch buffers. REQUIRES: writeMu.
 	kbuf, vbuf []byte
+	// emptyAuth is the encoding of an auth store never configured.
+	emptyAuth []byte
 
 	mu struct {
 		sync.Mutex
@@ -185,8 +194,17 @@ func New(cfg Config) (*Applier, error) {
 	if a.cfg.Now == nil {
 		a.cfg.Now = time.Now
 	}
+	if cfg.Auth != nil {
+		var err error
+		if a.emptyAuth, err = auth.NewStore(auth.DefaultBcryptCost, nil).Marshal(); err != nil {
+			return nil, err
+		}
+	}
 	snap := a.eng.NewSnapshot()
 	st, found, err := loadState(snap)
+	if err == nil {
+		err = a.loadAuth(snap)
+	}
 	snap.Close()
 	if err != nil {
 		return nil, err
@@ -295,12 +313,12 @@ func (a *Applier) applyLocked(ents []*raftpb.Entry) ([]notification, error) {
 				return nil, fmt.Errorf("entry %d: %w", idx, err)
 			}
 			for _, r := range reqs {
-				res, err := a.applyRequest(b, &st, r, events)
+				res, err := a.applyRequest(b, &st, r, events, idx)
 				if err != nil {
 					return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
 				}
 				if idx%50 == 0 && plantedbug.On(plantedbug.ApplyTwice) && (r.Put != nil || r.Txn != nil) {
-					if _, err := a.applyRequest(b, &st, r, events); err != nil {
+					if _, err := a.applyRequest(b, &st, r, events, idx); err != nil {
 						return nil, fmt.Errorf("applier: entry %d: %w", idx, err)
 					}
 				}
@@ -425,8 +443,9 @@ var rejections = map[error]bool{
 	ErrUnsupportedRequest:             true,
 }
 
-// applyRequest applies one request to the batch and advances st.
-func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftRequest, events *[]*mvccpb.Event) (Result, error) {
+// applyRequest applies one request of the entry at index idx to the batch
+// and advances st.
+func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftRequest, events *[]*mvccpb.Event, idx uint64) (Result, error) {
 	t := &txnCtx{
 		r: b, w: b, beginRev: st.rev, compacted: st.compacted,
 		leaseOverride: a.cfg.LeaseExists, kbuf: a.kbuf, vbuf: a.vbuf,
@@ -440,9 +459,19 @@ func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftReques
 		resp proto.Message
 		err  error
 	)
-	err = st.alarms.capped(r)
+	if c := a.caller(r); c != nil && (r.Put != nil || r.DeleteRange != nil || r.Txn != nil || r.LeaseRevoke != nil) {
+		// Before the quota, as etcd's auth applier wraps its quota one.
+		if cerr := t.checkKV(c, r); cerr != nil {
+			err = authRejection{cerr}
+		}
+	}
+	if err == nil {
+		err = st.alarms.capped(r)
+	}
 	switch {
 	case err != nil:
+	case isAuthRequest(r):
+		resp, err = a.applyAuth(b, r, idx)
 	case r.Put != nil:
 		if err = CheckPutRequest(r.Put); err == nil {
 			if err = t.checkPut(r.Put); err == nil {
@@ -477,6 +506,13 @@ func (a *Applier) applyRequest(b Batch, st *applyState, r *pb.InternalRaftReques
 		err = ErrUnsupportedRequest
 	}
 	a.kbuf, a.vbuf = t.kbuf, t.vbuf
+	if ar, ok := err.(authRejection); ok {
+		err = ar.err // refused before writing anything
+		if t.changes != 0 {
+			panic(fmt.Sprintf("applier: request %d refused after %d writes: %v", r.GetID(), t.changes, err))
+		}
+		return Result{Err: err}, nil
+	}
 	if err != nil {
 		if rejections[err] {
 			if t.changes != 0 {

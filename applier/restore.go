@@ -123,6 +123,11 @@ func (a *Applier) loadInstalled(e Engine) (st applyState, removed map[uint64]boo
 	if removed, err = loadRemoved(e); err != nil {
 		return st, nil, nil, fmt.Errorf("applier: restore: %w", err)
 	}
+	// The auth store is replaced here, before adopt publishes the rest:
+	// a failed install stops the member anyway.
+	if err = a.loadAuth(snap); err != nil {
+		return st, nil, nil, fmt.Errorf("applier: restore: %w", err)
+	}
 	if a.cfg.OnRestore != nil {
 		if leases, err = leasesIn(snap); err != nil {
 			return st, nil, nil, fmt.Errorf("applier: restore: leases: %w", err)

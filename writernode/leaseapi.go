@@ -126,8 +126,16 @@ func (b *backend) LeaseTimeToLive(ctx context.Context, id int64) (remaining, gra
 	return resp.TTL, resp.GrantedTTL, true, nil
 }
 
+// forwardCtx marks a request forwarded to the leader, and passes the
+// caller's token along: the leader checks the caller again.
 func forwardCtx(ctx context.Context, self uint64) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, api.ForwardedMetadata, idString(self))
+	kv := []string{api.ForwardedMetadata, idString(self)}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if tok := md.Get(rpctypes.TokenFieldNameGRPC); len(tok) > 0 {
+			kv = append(kv, rpctypes.TokenFieldNameGRPC, tok[0])
+		}
+	}
+	return metadata.AppendToOutgoingContext(ctx, kv...)
 }
 
 // leaderConns caches one client connection to the leader's client URL.

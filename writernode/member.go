@@ -124,6 +124,8 @@ type Config struct {
 	// GRPCServerOptions are added to the client gRPC server's options
 	// (tracing's stats handler).
 	GRPCServerOptions []grpc.ServerOption
+	// Auth is etcd's authentication (--auth-token and friends).
+	Auth Auth
 }
 
 // Batching is a writer's group commit (docs/tuning.md): one raft entry
@@ -157,6 +159,9 @@ type Member struct {
 	// lessor follows the applied lease table; the leader's expires leases
 	// (leases.go).
 	lessor *lessor.Lessor
+	// auth is the auth store the state machine applies to and the
+	// member's token provider (authn.go).
+	auth *authState
 	// promoteMu serialises promotions of the lessor (leases.go).
 	promoteMu sync.Mutex
 	// leaderConns reaches the leader's client URL for forwarded lease
@@ -304,6 +309,7 @@ func Start(cfg Config) (*Member, error) {
 		Limits:          api.Limits{MaxTxnOps: cfg.MaxTxnOps, MaxRequestBytes: cfg.MaxRequestBytes},
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		ServerOptions:   m.grpcServerOptions(),
+		Auth:            m.auth.apiConfig(m),
 	})
 	if cfg.Metrics != nil {
 		cfg.Metrics.InitializeGRPC(m.grpc)
@@ -311,6 +317,7 @@ func Start(cfg Config) (*Member, error) {
 	m.self.Serve(m.grpc)
 	go m.waitReady()
 	m.bg.Go(m.runLeases)
+	m.bg.Go(m.runTokenSweep)
 	if cfg.Reader && cfg.HashCheckInterval > 0 {
 		m.bg.Go(func() { m.runHashCheck(cfg.HashCheckInterval) })
 	}
@@ -360,7 +367,12 @@ func (m *Member) openStorage() error {
 	if m.eng, err = open(dir); err != nil {
 		return fmt.Errorf("open state machine: %w", err)
 	}
+	if m.auth, err = newAuthState(m); err != nil {
+		return err
+	}
 	m.app, err = applier.New(applier.Config{
+		Auth:            m.auth.store,
+		Tokens:          m.auth.tokens,
 		Engine:          m.eng,
 		Logger:          m.lg.Named("applier"),
 		CompactionChunk: m.cfg.CompactionBatchLimit,

@@ -277,7 +277,12 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		Logger:                   lg,
 		Metrics:                  reg,
 		Tracer:                   tracer,
-		GRPCServerOptions:        grpcOpts,
+		Auth: writernode.Auth{
+			Token:      cfg.AuthToken,
+			TokenTTL:   time.Duration(cfg.AuthTokenTTL) * time.Second,
+			BcryptCost: int(cfg.BcryptCost),
+		},
+		GRPCServerOptions: grpcOpts,
 	})
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/stratakv/strata/applier"
+	"github.com/stratakv/strata/internal/auth"
 )
 
 // Membership is what the Cluster service needs from a member.
@@ -52,6 +53,7 @@ type Cluster struct {
 	pb.UnimplementedClusterServer
 	b Backend
 	m Membership
+	z authz // zero on the peer URLs: peers are not clients
 }
 
 // NewCluster returns the Cluster service.
@@ -73,6 +75,9 @@ func (s *Cluster) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.
 			return nil, togRPCError(err)
 		}
 	}
+	if err := s.z.access(ctx).RequireAuthInfo(); err != nil {
+		return nil, err
+	}
 	members, err := s.m.Members()
 	if err != nil {
 		return nil, togRPCError(err)
@@ -84,8 +89,12 @@ func (s *Cluster) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.
 // raft's configuration (as a voter or a learner) and to the member list,
 // unnamed until it starts and publishes itself.
 func (s *Cluster) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	// As etcd: the URLs are checked before the caller.
 	if !validPeerURLs(r.PeerURLs) {
 		return nil, rpctypes.ErrGRPCMemberBadURLs
+	}
+	if err := auth.CheckAdmin(s.z.access(ctx)); err != nil {
+		return nil, err
 	}
 	members, err := s.m.Members()
 	if err != nil {
@@ -111,6 +120,9 @@ func (s *Cluster) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.Me
 
 // MemberRemove implements etcd's Cluster.MemberRemove.
 func (s *Cluster) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	if err := auth.CheckAdmin(s.z.access(ctx)); err != nil {
+		return nil, err
+	}
 	members, err := s.m.Members()
 	if err != nil {
 		return nil, togRPCError(err)
@@ -130,6 +142,9 @@ func (s *Cluster) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (
 
 // MemberUpdate implements etcd's Cluster.MemberUpdate (peer URLs only).
 func (s *Cluster) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if err := auth.CheckAdmin(s.z.access(ctx)); err != nil {
+		return nil, err
+	}
 	if !validPeerURLs(r.PeerURLs) {
 		return nil, rpctypes.ErrGRPCMemberBadURLs
 	}
@@ -147,6 +162,9 @@ func (s *Cluster) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (
 // MemberPromote implements etcd's Cluster.MemberPromote: a learner that has
 // caught up with the leader becomes a voter.
 func (s *Cluster) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	if err := auth.CheckAdmin(s.z.access(ctx)); err != nil {
+		return nil, err
+	}
 	members, err := s.m.Members()
 	if err != nil {
 		return nil, togRPCError(err)

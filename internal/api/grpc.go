@@ -17,6 +17,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/stratakv/strata/internal/serve"
 )
 
 // grpcOverheadBytes is the slack etcd allows on top of --max-request-bytes
@@ -49,13 +51,20 @@ type ServerConfig struct {
 	// ServerOptions are added before etcd's (metrics, tracing): their
 	// interceptors run outside strata's own.
 	ServerOptions []grpc.ServerOption
+	// Auth, when its Store is set, serves the Auth service and checks
+	// every RPC's caller as etcd does (authz.go).
+	Auth AuthConfig
 }
 
 // NewServer returns a gRPC server with etcd's KV, Maintenance and Cluster
 // services and grpc.health.v1 registered, and etcd's server options.
 func NewServer(cfg ServerConfig) *grpc.Server {
-	ic := interceptor{leader: cfg.Leader}
+	z := authz{cfg: cfg.Auth}
+	ic := interceptor{leader: cfg.Leader, z: z}
 	s := grpc.NewServer(append(slices.Clip(cfg.ServerOptions),
+		// TLS is the listener's: this hands the gRPC layer the
+		// connection's state, for the client certificate's common name.
+		grpc.Creds(serve.PassthroughTLS{}),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
@@ -67,19 +76,32 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 		grpc.ChainUnaryInterceptor(ic.unary),
 		grpc.ChainStreamInterceptor(ic.stream),
 	)...)
-	pb.RegisterKVServer(s, NewKV(cfg.Backend, cfg.Limits))
+	kv := NewKV(cfg.Backend, cfg.Limits)
+	kv.z = z
+	pb.RegisterKVServer(s, kv)
 	if cfg.Leases != nil {
-		pb.RegisterLeaseServer(s, NewLease(cfg.Backend, cfg.Leases))
+		l := NewLease(cfg.Backend, cfg.Leases)
+		l.z = z
+		pb.RegisterLeaseServer(s, l)
 	}
 	if cfg.Self != nil {
 		lpb.RegisterLockServer(s, NewLock(cfg.Self))
 		epb.RegisterElectionServer(s, NewElection(cfg.Self))
 	}
 	if cfg.Watch.Hub != nil {
-		pb.RegisterWatchServer(s, NewWatch(cfg.Backend, cfg.Leader, cfg.Watch, cfg.MaxRequestBytes))
+		w := NewWatch(cfg.Backend, cfg.Leader, cfg.Watch, cfg.MaxRequestBytes)
+		w.z = z
+		pb.RegisterWatchServer(s, w)
 	}
-	pb.RegisterMaintenanceServer(s, NewMaintenance(cfg.Backend, cfg.Status, cfg.Mover, cfg.Snapshots, cfg.Versions))
-	pb.RegisterClusterServer(s, NewCluster(cfg.Backend, cfg.Membership))
+	mt := NewMaintenance(cfg.Backend, cfg.Status, cfg.Mover, cfg.Snapshots, cfg.Versions)
+	mt.z = z
+	pb.RegisterMaintenanceServer(s, mt)
+	cl := NewCluster(cfg.Backend, cfg.Membership)
+	cl.z = z
+	pb.RegisterClusterServer(s, cl)
+	if cfg.Auth.Store != nil {
+		pb.RegisterAuthServer(s, &Auth{b: cfg.Backend, z: z})
+	}
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(s, hs)
@@ -89,7 +111,10 @@ func NewServer(cfg ServerConfig) *grpc.Server {
 // interceptor applies etcd's per-call metadata rules: a non-UTF-8
 // client-api-version is refused, and a call marked hasleader=true fails
 // with "no leader" while the member knows none.
-type interceptor struct{ leader LeaderSource }
+type interceptor struct {
+	leader LeaderSource
+	z      authz
+}
 
 func (ic interceptor) check(ctx context.Context) error {
 	// ValueFromIncomingContext looks the two keys up without copying the
@@ -111,12 +136,23 @@ func (ic interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	if err := ic.check(ctx); err != nil {
 		return nil, err
 	}
+	ctx, err := ic.z.withCaller(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
 	return h(ctx, req)
 }
 
 func (ic interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	if err := ic.check(ss.Context()); err != nil {
 		return err
+	}
+	ctx, err := ic.z.withCaller(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	if ctx != ss.Context() {
+		ss = authStream{ServerStream: ss, ctx: ctx}
 	}
 	return h(srv, ss)
 }

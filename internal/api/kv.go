@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/stratakv/strata/applier"
+	"github.com/stratakv/strata/internal/auth"
 )
 
 // Backend is what the services need from a member.
@@ -54,6 +55,7 @@ type KV struct {
 	pb.UnimplementedKVServer
 	b      Backend
 	limits Limits
+	z      authz
 }
 
 // NewKV returns the KV service over b.
@@ -69,9 +71,15 @@ func (s *KV) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, 
 			return nil, togRPCError(err)
 		}
 	}
+	if err := auth.CheckRange(s.z.access(ctx), r); err != nil {
+		return nil, err
+	}
 	resp, err := s.b.Range(r)
 	if err != nil {
 		return nil, togRPCError(err)
+	}
+	if err := s.z.recheck(ctx); err != nil {
+		return nil, err
 	}
 	s.fill(resp.Header)
 	return resp, nil
@@ -100,6 +108,9 @@ func (s *KV) RangeStream(r *pb.RangeRequest, rs pb.KV_RangeStreamServer) error {
 		if err := s.b.LinearizableBarrier(rs.Context()); err != nil {
 			return togRPCError(err)
 		}
+	}
+	if err := auth.CheckRange(s.z.access(rs.Context()), r); err != nil {
+		return err
 	}
 	r = proto.Clone(r).(*pb.RangeRequest)
 	if r.CountOnly {
@@ -185,7 +196,7 @@ func (s *KV) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error)
 	if err := applier.CheckPutRequest(r); err != nil {
 		return nil, err
 	}
-	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Put: r})
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Header: s.z.header(ctx), Put: r})
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +210,7 @@ func (s *KV) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.Del
 	if err := applier.CheckDeleteRangeRequest(r); err != nil {
 		return nil, err
 	}
-	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{DeleteRange: r})
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Header: s.z.header(ctx), DeleteRange: r})
 	if err != nil {
 		return nil, err
 	}
@@ -220,14 +231,20 @@ func (s *KV) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
 				return nil, togRPCError(err)
 			}
 		}
+		if err := auth.CheckTxn(s.z.access(ctx), r, nil); err != nil {
+			return nil, err
+		}
 		resp, err := s.b.ReadTxn(r)
 		if err != nil {
 			return nil, togRPCError(err)
 		}
+		if err := s.z.recheck(ctx); err != nil {
+			return nil, err
+		}
 		s.fill(resp.Header)
 		return resp, nil
 	}
-	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Txn: r})
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Header: s.z.header(ctx), Txn: r})
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +255,10 @@ func (s *KV) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
 
 // Compact implements etcd's Compact.
 func (s *KV) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Compaction: r})
+	if err := auth.CheckAdmin(s.z.access(ctx)); err != nil {
+		return nil, err
+	}
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Header: s.z.header(ctx), Compaction: r})
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/stratakv/strata/applier"
+	"github.com/stratakv/strata/internal/auth"
 )
 
 // Leases is what the Lease service needs from a member beyond Backend.
@@ -39,6 +40,16 @@ type Lease struct {
 	pb.UnimplementedLeaseServer
 	b Backend
 	l Leases
+	z authz
+}
+
+// keys returns the keys attached to lease id, for the permission checks.
+func (s *Lease) keys(id int64) ([][]byte, bool) {
+	info, found, err := s.l.Lease(id, true)
+	if err != nil || !found {
+		return nil, false
+	}
+	return info.Keys, true
 }
 
 // NewLease returns the Lease service.
@@ -48,6 +59,9 @@ func NewLease(b Backend, l Leases) *Lease { return &Lease{b: b, l: l} }
 // when the client gives none, a TTL below the minimum is raised to it, one
 // above etcd's maximum is refused.
 func (s *Lease) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if err := auth.CheckLeaseGrant(s.z.access(ctx)); err != nil {
+		return nil, err
+	}
 	g := &pb.LeaseGrantRequest{ID: r.ID, TTL: max(r.TTL, s.l.MinLeaseTTL())}
 	if g.TTL > applier.MaxLeaseTTL {
 		return nil, rpctypes.ErrGRPCLeaseTTLTooLarge
@@ -60,7 +74,7 @@ func (s *Lease) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.Le
 			g.ID = id
 		}
 	}
-	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{LeaseGrant: g})
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Header: s.z.header(ctx), LeaseGrant: g})
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +85,12 @@ func (s *Lease) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.Le
 
 // LeaseRevoke implements etcd's LeaseRevoke.
 func (s *Lease) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: r.ID}})
+	// Credentials here; the keys attached to the lease are checked as the
+	// revoke applies.
+	if err := auth.CheckLeaseGrant(s.z.access(ctx)); err != nil {
+		return nil, err
+	}
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Header: s.z.header(ctx), LeaseRevoke: &pb.LeaseRevokeRequest{ID: r.ID}})
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +102,9 @@ func (s *Lease) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.
 // LeaseTimeToLive implements etcd's LeaseTimeToLive: an unknown lease is
 // TTL -1, not an error.
 func (s *Lease) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	if err := auth.CheckLeaseTimeToLive(s.z.access(ctx), r, s.keys); err != nil {
+		return nil, err
+	}
 	remaining, granted, found, err := s.l.LeaseTimeToLive(ctx, r.ID)
 	if err != nil {
 		return nil, togRPCError(err)
@@ -110,6 +132,16 @@ func (s *Lease) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb.
 	if err != nil {
 		return nil, togRPCError(err)
 	}
+	if s.z.enabled() {
+		var attached [][]byte
+		for _, l := range ls {
+			keys, _ := s.keys(l.ID)
+			attached = append(attached, keys...)
+		}
+		if err := auth.CheckLeaseLeases(s.z.access(ctx), attached); err != nil {
+			return nil, err
+		}
+	}
 	out := &pb.LeaseLeasesResponse{Header: s.b.Header()}
 	for _, l := range ls {
 		out.Leases = append(out.Leases, &pb.LeaseStatus{ID: l.ID})
@@ -128,6 +160,9 @@ func (s *Lease) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 			return nil
 		}
 		if err != nil {
+			return err
+		}
+		if err := auth.CheckLeaseKeepAlive(s.z.access(ctx), r.ID, s.keys); err != nil {
 			return err
 		}
 		out := &pb.LeaseKeepAliveResponse{Header: s.b.Header(), ID: r.ID}

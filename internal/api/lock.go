@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	epb "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	lpb "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
+	"google.golang.org/grpc/metadata"
 )
 
 // Lock and Election are etcd's v3lock and v3election services. As in etcd
@@ -29,6 +31,17 @@ func NewLock(c *clientv3.Client) *Lock { return &Lock{c: c} }
 
 // orphanSession returns a session on lease without keeping it alive: the
 // caller owns the lease and its keep-alives.
+// delegate passes the caller's token to the calls the member makes on its
+// behalf through its own client, as etcd's in-process client does, so that
+// they are checked as the caller's own.
+func delegate(ctx context.Context) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if tok, ok := md[rpctypes.TokenFieldNameGRPC]; ok && len(tok) > 0 {
+		return metadata.AppendToOutgoingContext(ctx, rpctypes.TokenFieldNameGRPC, tok[0])
+	}
+	return ctx
+}
+
 func orphanSession(ctx context.Context, c *clientv3.Client, lease int64) (*concurrency.Session, error) {
 	s, err := concurrency.NewSession(c, concurrency.WithLease(clientv3.LeaseID(lease)), concurrency.WithContext(ctx))
 	if err != nil {
@@ -41,6 +54,7 @@ func orphanSession(ctx context.Context, c *clientv3.Client, lease int64) (*concu
 // Lock waits until the caller holds the lock name, with a key attached to
 // the caller's lease, and returns that key (which Unlock takes).
 func (l *Lock) Lock(ctx context.Context, r *lpb.LockRequest) (*lpb.LockResponse, error) {
+	ctx = delegate(ctx)
 	s, err := orphanSession(ctx, l.c, r.Lease)
 	if err != nil {
 		return nil, err
@@ -54,6 +68,7 @@ func (l *Lock) Lock(ctx context.Context, r *lpb.LockRequest) (*lpb.LockResponse,
 
 // Unlock releases a lock by deleting its key.
 func (l *Lock) Unlock(ctx context.Context, r *lpb.UnlockRequest) (*lpb.UnlockResponse, error) {
+	ctx = delegate(ctx)
 	resp, err := l.c.Delete(ctx, string(r.Key))
 	if err != nil {
 		return nil, err
@@ -77,6 +92,7 @@ func NewElection(c *clientv3.Client) *Election { return &Election{c: c} }
 // Campaign waits until the caller leads election name, having proposed
 // value, and returns its leader key.
 func (e *Election) Campaign(ctx context.Context, r *epb.CampaignRequest) (*epb.CampaignResponse, error) {
+	ctx = delegate(ctx)
 	s, err := orphanSession(ctx, e.c, r.Lease)
 	if err != nil {
 		return nil, err
@@ -104,6 +120,7 @@ func (e *Election) resume(ctx context.Context, lk *epb.LeaderKey) (*concurrency.
 
 // Proclaim lets the leader announce a new value.
 func (e *Election) Proclaim(ctx context.Context, r *epb.ProclaimRequest) (*epb.ProclaimResponse, error) {
+	ctx = delegate(ctx)
 	el, err := e.resume(ctx, r.Leader)
 	if err != nil {
 		return nil, err
@@ -116,6 +133,7 @@ func (e *Election) Proclaim(ctx context.Context, r *epb.ProclaimRequest) (*epb.P
 
 // Resign gives leadership up.
 func (e *Election) Resign(ctx context.Context, r *epb.ResignRequest) (*epb.ResignResponse, error) {
+	ctx = delegate(ctx)
 	el, err := e.resume(ctx, r.Leader)
 	if err != nil {
 		return nil, err
@@ -128,6 +146,7 @@ func (e *Election) Resign(ctx context.Context, r *epb.ResignRequest) (*epb.Resig
 
 // Leader returns the current leader's key and value.
 func (e *Election) Leader(ctx context.Context, r *epb.LeaderRequest) (*epb.LeaderResponse, error) {
+	ctx = delegate(ctx)
 	s, err := orphanSession(ctx, e.c, -1)
 	if err != nil {
 		return nil, err
@@ -141,7 +160,7 @@ func (e *Election) Leader(ctx context.Context, r *epb.LeaderRequest) (*epb.Leade
 
 // Observe streams the election's leaders as they change.
 func (e *Election) Observe(r *epb.LeaderRequest, stream epb.Election_ObserveServer) error {
-	ctx := stream.Context()
+	ctx := delegate(stream.Context())
 	s, err := orphanSession(ctx, e.c, -1)
 	if err != nil {
 		return err

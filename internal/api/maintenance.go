@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/stratakv/strata/internal/auth"
+
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
@@ -70,6 +72,7 @@ type Snapshotter interface {
 // yet answers Unimplemented.
 type Maintenance struct {
 	pb.UnimplementedMaintenanceServer
+	z        authz
 	b        Backend
 	st       StatusSource
 	lm       LeaderMover
@@ -100,6 +103,9 @@ const (
 // here a lower bound: the bytes already known to follow. As in etcd it is
 // 0 exactly on the last data message and on the checksum message.
 func (s *Maintenance) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
+	if err := auth.CheckAdmin(s.z.access(srv.Context())); err != nil {
+		return err
+	}
 	if s.snaps == nil {
 		return status.Error(codes.Unimplemented, "method Snapshot not implemented")
 	}
@@ -180,6 +186,9 @@ func (w *snapshotSender) finish() error {
 // MoveLeader implements etcd's Maintenance.MoveLeader. Like etcd's, the
 // response carries no header.
 func (s *Maintenance) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if err := auth.CheckAdmin(s.z.access(ctx)); err != nil {
+		return nil, err
+	}
 	if err := s.lm.MoveLeader(ctx, r.TargetID); err != nil {
 		return nil, togRPCError(err)
 	}
@@ -188,6 +197,9 @@ func (s *Maintenance) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (
 
 // Status implements etcd's Maintenance.Status for this member.
 func (s *Maintenance) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	if err := s.z.access(ctx).RequireAuthInfo(); err != nil {
+		return nil, err
+	}
 	ms := s.st.Status()
 	h := s.b.Header()
 	return &pb.StatusResponse{
@@ -212,7 +224,10 @@ func (s *Maintenance) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.Stat
 // goes through the log, as in etcd, so the answer reflects every alarm
 // raised or cleared before it.
 func (s *Maintenance) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Alarm: r})
+	if err := auth.CheckAlarm(s.z.access(ctx), r); err != nil {
+		return nil, err
+	}
+	resp, err := propose(ctx, s.b, &pb.InternalRaftRequest{Header: s.z.header(ctx), Alarm: r})
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +240,9 @@ func (s *Maintenance) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmR
 // strata's own (engine-independent, see applier.HashKV): it is comparable
 // between strata members, not with etcd's.
 func (s *Maintenance) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	if err := auth.CheckAdmin(s.z.access(ctx)); err != nil {
+		return nil, err
+	}
 	res, err := s.b.HashKV(r.Revision)
 	if err != nil {
 		return nil, togRPCError(err)
@@ -246,6 +264,9 @@ func (s *Maintenance) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.Hash
 // clears the way for disarming NOSPACE). Unlike etcd's it blocks neither
 // reads nor writes (docs/compat.md).
 func (s *Maintenance) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if err := auth.CheckAdmin(s.z.access(ctx)); err != nil {
+		return nil, err
+	}
 	if err := s.b.Defragment(ctx); err != nil {
 		return nil, togRPCError(err)
 	}
@@ -255,6 +276,9 @@ func (s *Maintenance) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (
 // Hash implements etcd's Maintenance.Hash: a hash of the member's whole
 // state machine (applier.Hash; strata's, not comparable with etcd's).
 func (s *Maintenance) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
+	if err := auth.CheckAdmin(s.z.access(ctx)); err != nil {
+		return nil, err
+	}
 	h, rev, err := s.b.Hash()
 	if err != nil {
 		return nil, togRPCError(err)
@@ -275,6 +299,9 @@ var downgradeVersion = regexp.MustCompile(`^\d+\.\d+(\.\d+(-[0-9A-Za-z.-]+)?(\+[
 // version. CANCEL, with no downgrade in progress (none can be), answers as
 // etcd v3.7.3 does then: success, with the cluster version (major.minor).
 func (s *Maintenance) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	if err := auth.CheckAdmin(s.z.access(ctx)); err != nil {
+		return nil, err
+	}
 	switch r.Action {
 	case pb.DowngradeRequest_VALIDATE, pb.DowngradeRequest_ENABLE:
 		if !downgradeVersion.MatchString(r.Version) {

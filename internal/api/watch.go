@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/stratakv/strata/internal/auth"
 	"github.com/stratakv/strata/internal/failpoint"
 	"github.com/stratakv/strata/internal/watch"
 )
@@ -32,6 +33,7 @@ type Watch struct {
 	b      Backend
 	leader LeaderSource
 	cfg    WatchConfig
+	z      authz
 	// fragmentBytes is where fragmenting watchers' responses split.
 	fragmentBytes int
 }
@@ -64,6 +66,12 @@ func (s *Watch) Watch(stream pb.Watch_WatchServer) error {
 			if err != nil {
 				cancel(err)
 				return
+			}
+			if cr := req.GetCreateRequest(); cr != nil {
+				if err := auth.CheckWatchCreate(s.z.access(ctx), cr); err != nil {
+					ws.Refuse(auth.WatchCancelReason(err))
+					continue
+				}
 			}
 			ws.Handle(req)
 		}

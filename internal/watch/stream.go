@@ -173,6 +173,22 @@ func (s *Stream) push(c ctrlItem) {
 	s.signal()
 }
 
+// Refuse answers a create request the caller refused (etcd's answer to a
+// watch its caller may not read: created and canceled, watch ID -1, with
+// reason). Call it from the goroutine that calls Handle, in the place of
+// the Handle of that request, so that the answers keep the requests' order.
+func (s *Stream) Refuse(reason string) {
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for len(s.ctrl) >= maxCtrl && !s.closed {
+		s.room.Wait()
+	}
+	if !s.closed {
+		s.refuse(reason)
+	}
+}
+
 // refuse queues etcd's answer to a create it refuses.
 func (s *Stream) refuse(reason string) {
 	s.push(ctrlItem{resp: &pb.WatchResponse{
