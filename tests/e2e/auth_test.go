@@ -722,3 +722,74 @@ func keysOf(r *pb.RangeResponse, err error) (string, error) {
 	}
 	return fmt.Sprintf("count=%d", r.Count), nil
 }
+
+// authSessionScript is an etcdctl session over auth: users and roles set up
+// before auth is enabled, then the same commands as root, as a user with
+// permissions on /app/, with a wrong password and without credentials.
+func authSessionScript() []ctlStep {
+	root, alice := "--user=root:root-pw", "--user=alice:alice-pw"
+	return []ctlStep{
+		ctl("user", "add", "root", "--new-user-password=root-pw"),
+		ctl("user", "add", "alice", "--new-user-password=alice-pw"),
+		ctl("user", "add", "ci", "--no-password"),
+		ctl("role", "add", "app"),
+		ctl("role", "grant-permission", "app", "readwrite", "/app/", "--prefix"),
+		ctl("role", "grant-permission", "app", "read", "/ro/", "--prefix"),
+		ctl("role", "grant-permission", "app", "write", "/wo", "/wp"),
+		ctl("user", "grant-role", "alice", "app"),
+		ctl("user", "list"),
+		ctl("user", "get", "alice"),
+		ctl("user", "get", "alice", "--detail"),
+		ctl("role", "list"),
+		ctl("role", "get", "app"),
+		ctl("role", "get", "app", "-w", "json"),
+		ctl("auth", "enable"),
+		ctl("auth", "status"),
+		ctl(root, "auth", "status", "-w", "json"),
+		ctl("put", "/app/a", "1"),
+		ctl(root, "put", "/app/a", "1"),
+		ctl(alice, "put", "/app/b", "2"),
+		ctl(alice, "get", "/app/", "--prefix"),
+		ctl(alice, "get", "/ro/x"),
+		ctl(alice, "put", "/ro/x", "1"),
+		ctl(alice, "put", "/x", "1"),
+		ctl(alice, "get", "/x"),
+		ctl(alice, "get", "", "--from-key"),
+		ctl(alice, "put", "/wo", "1"),
+		ctl(alice, "get", "/wo"),
+		ctl(alice, "del", "/app/b", "--prev-kv"),
+		ctl(alice, "txn"),
+		ctl("--user=alice:wrong", "get", "/app/a"),
+		ctl("--user=nobody:x", "get", "/app/a"),
+		ctl("--user=ci:x", "get", "/app/a"),
+		ctl(alice, "member", "list", "-w", "json"),
+		ctl(alice, "alarm", "list"),
+		ctl(alice, "user", "list"),
+		ctl(alice, "role", "get", "app"),
+		ctl(alice, "user", "get", "alice"),
+		ctl(alice, "user", "get", "root"),
+		ctl(alice, "compaction", "1"),
+		ctl(alice, "defrag"),
+		ctl(alice, "endpoint", "hashkv", "-w", "json"),
+		ctl(root, "role", "revoke-permission", "app", "/ro/", "--prefix"),
+		ctl(root, "user", "revoke-role", "alice", "app"),
+		ctl(alice, "get", "/app/a"),
+		ctl(root, "user", "delete", "root"),
+		ctl(root, "user", "revoke-role", "root", "root"),
+		ctl(alice, "auth", "disable"),
+		ctl(root, "auth", "disable"),
+		ctl("get", "/app/a"),
+		ctl("user", "delete", "alice"),
+		ctl("role", "delete", "app"),
+		ctl("user", "list"),
+	}
+}
+
+// TestEtcdctlAuthSessionMatchesEtcd runs authSessionScript with etcdctl
+// against etcd v3.7.3 and strata and requires the same stdout, stderr and
+// exit code at every step.
+func TestEtcdctlAuthSessionMatchesEtcd(t *testing.T) {
+	b := needSubject(t)
+	etcd, sub := pair(t)
+	runCtlSession(t, b, etcd, sub, authSessionScript())
+}

@@ -56,6 +56,8 @@ var (
 	reFields = regexp.MustCompile(`(?m)^"(ClusterID|MemberID|RaftTerm|Leader|RaftIndex|RaftAppliedIndex|DBSize|DBSizeInUse|Took|Hash|ID)" : .*$`)
 	// Simple printer: endpoint health.
 	reHealthTook = regexp.MustCompile(`took = [0-9.]+[a-zµ]+`)
+	// etcdctl defrag's "took 4.39ms".
+	reDefragTook = regexp.MustCompile(`\. took [0-9.]+[a-zµ]+\.`)
 	// etcdctl's client-library zap lines.
 	reLogTS        = regexp.MustCompile(`"ts":"[^"]*"`)
 	reLogTarget    = regexp.MustCompile(`etcd-endpoints://0x[0-9a-f]+/`)
@@ -103,6 +105,7 @@ func (n Normaliser) Text(s string) string {
 	s = reJSONTook.ReplaceAllString(s, `"took":"`+normMark+`"`)
 	s = reFields.ReplaceAllString(s, `"$1" : `+normMark)
 	s = reHealthTook.ReplaceAllString(s, "took = "+normMark)
+	s = reDefragTook.ReplaceAllString(s, ". took "+normMark+".")
 	s = reLogTS.ReplaceAllString(s, `"ts":"`+normMark+`"`)
 	s = reLogTarget.ReplaceAllString(s, "etcd-endpoints://0x"+normMark+"/")
 	s = reLogLocalAddr.ReplaceAllString(s, "LocalAddr: '"+normMark+"'")

@@ -204,9 +204,15 @@ func TestEtcdctlSessionMatchesEtcd(t *testing.T) {
 	etcd, sub := pair(t,
 		"--max-txn-ops="+strconv.Itoa(sessionMaxTxnOps),
 		"--max-request-bytes="+strconv.Itoa(sessionMaxRequestSize))
+	runCtlSession(t, b, etcd, sub, sessionScript())
+}
+
+// runCtlSession runs steps against etcd and sub and requires equal
+// normalised results for every step.
+func runCtlSession(t *testing.T, b *Binaries, etcd, sub *Member, steps []ctlStep) {
+	t.Helper()
 	const maxMismatches = 15
 	mismatches := 0
-	steps := sessionScript()
 	transcript := newTranscript(t)
 	for i, st := range steps {
 		var we, ws string
