@@ -158,6 +158,11 @@ func (s *KV) RangeStream(r *pb.RangeRequest, rs pb.KV_RangeStreamServer) error {
 				}
 				out.Count += rest.Count
 			}
+			// As Range: a token outdated by a change to users or roles
+			// while the chunks were read fails the stream.
+			if err := s.z.recheck(rs.Context()); err != nil {
+				return err
+			}
 			s.fill(out.Header)
 		}
 		if err := rs.Send(&pb.RangeStreamResponse{RangeResponse: out}); err != nil {
