@@ -140,7 +140,7 @@ func TestMetricsMatchEtcdNames(t *testing.T) {
 			if family(values, "etcd_network_peer_round_trip_time_seconds_bucket") || time.Now().After(deadline) {
 				break
 			}
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // paces the polling of a condition the servers report; bounded by deadline
 		}
 		codes := map[string]int{}
 		for _, path := range []string{"/metrics", "/health", "/version"} {
