@@ -12,7 +12,6 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/stratakv/strata/applier"
@@ -265,7 +264,7 @@ func (b *backend) PromoteOnLeader(ctx context.Context, r *pb.MemberPromoteReques
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.requestTimeout())
 	defer cancel()
-	ctx = metadata.AppendToOutgoingContext(ctx, api.ForwardedMetadata, idString(b.id.MemberID))
+	ctx = forwardCtx(ctx, b.id.MemberID) // with the caller's token: the leader checks it again
 	var lastErr error
 	for _, u := range urls {
 		resp, err := callPeerCluster(ctx, b.cfg.PeerTLS, u, func(c pb.ClusterClient) (*pb.MemberPromoteResponse, error) {

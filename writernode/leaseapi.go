@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratakv/strata/applier"
 	"github.com/stratakv/strata/internal/api"
+	"github.com/stratakv/strata/internal/auth"
 	"github.com/stratakv/strata/internal/lessor"
 	"github.com/stratakv/strata/internal/transport"
 )
@@ -131,8 +132,8 @@ func (b *backend) LeaseTimeToLive(ctx context.Context, id int64) (remaining, gra
 func forwardCtx(ctx context.Context, self uint64) context.Context {
 	kv := []string{api.ForwardedMetadata, idString(self)}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if tok := md.Get(rpctypes.TokenFieldNameGRPC); len(tok) > 0 {
-			kv = append(kv, rpctypes.TokenFieldNameGRPC, tok[0])
+		if tok, ok := auth.TokenFromMetadata(md); ok {
+			kv = append(kv, rpctypes.TokenFieldNameGRPC, tok)
 		}
 	}
 	return metadata.AppendToOutgoingContext(ctx, kv...)

@@ -255,7 +255,7 @@ func (m *Member) startTransport() error {
 	t.Register(m.peerGRPC)
 	// Joiners ask the peer URLs for the member list (join.go), readers
 	// for a seed snapshot (seed.go).
-	pb.RegisterClusterServer(m.peerGRPC, api.NewCluster((*backend)(m), (*backend)(m)))
+	pb.RegisterClusterServer(m.peerGRPC, api.NewPeerCluster((*backend)(m), (*backend)(m), m.auth.apiConfig(m)))
 	m.peerGRPC.RegisterService(&seedDesc, (*seedServer)(m))
 	// Link to the members the state machine knows (those added since the
 	// cluster began included: a restarted member hears of them through no

@@ -73,18 +73,33 @@ func (s *Auth) AuthStatus(ctx context.Context, r *pb.AuthStatusRequest) (*pb.Aut
 
 // Authenticate implements etcd's Authenticate: the password is checked on
 // this member (bcrypt), then the token is issued by an entry every member
-// applies.
+// applies. As etcd does, the member first catches up with the log (a
+// linearizable barrier), and checks the password again if users or roles
+// changed between the check and the entry's apply (a password changed in
+// between must not yield a token).
 func (s *Auth) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
-	if _, err := s.z.cfg.Store.CheckPassword(r.Name, r.Password); err != nil {
-		return nil, err
+	if err := s.b.LinearizableBarrier(ctx); err != nil {
+		return nil, togRPCError(err)
 	}
-	prefix, err := s.z.cfg.Tokens.GenTokenPrefix()
-	if err != nil {
-		return nil, err
+	for {
+		checked, err := s.z.cfg.Store.CheckPassword(r.Name, r.Password)
+		if err != nil {
+			return nil, err
+		}
+		prefix, err := s.z.cfg.Tokens.GenTokenPrefix()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := proposeAuth[*pb.AuthenticateResponse](ctx, s, &pb.InternalRaftRequest{
+			Authenticate: &pb.InternalAuthenticateRequest{Name: r.Name, SimpleToken: prefix},
+		})
+		if err != nil || s.z.cfg.Store.Revision() == checked {
+			return resp, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, togRPCError(err)
+		}
 	}
-	return proposeAuth[*pb.AuthenticateResponse](ctx, s, &pb.InternalRaftRequest{
-		Authenticate: &pb.InternalAuthenticateRequest{Name: r.Name, SimpleToken: prefix},
-	})
 }
 
 // UserAdd implements etcd's UserAdd.

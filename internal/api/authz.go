@@ -6,7 +6,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -110,6 +109,30 @@ func (z authz) access(ctx context.Context) auth.Access {
 	return z.cfg.Store.Access(caller(ctx))
 }
 
+// accessNow resolves ctx's credentials afresh and returns what the caller
+// may do now. Streams use it: as in etcd, each watch create and each
+// keep-alive is checked as of its own arrival, with the token (and auth
+// revision) valid then, not when the stream opened; a token that no longer
+// verifies fails that request only.
+func (z authz) accessNow(ctx context.Context) (auth.Access, *auth.AuthInfo, error) {
+	if !z.enabled() {
+		return auth.Access{}, nil, nil
+	}
+	info, err := z.resolve(ctx)
+	if err != nil {
+		return auth.Access{}, nil, err
+	}
+	return z.cfg.Store.Access(info), info, nil
+}
+
+// revision is the auth revision now (0 with auth disabled).
+func (z authz) revision() uint64 {
+	if !z.enabled() {
+		return 0
+	}
+	return z.cfg.Store.Revision()
+}
+
 // header is the RequestHeader a client's proposal carries, so that the
 // state machine checks it as it applies: the caller's user and auth
 // revision (empty without credentials). Every client proposal carries
@@ -124,20 +147,14 @@ func (z authz) header(ctx context.Context) *pb.RequestHeader {
 
 // recheck fails a read whose caller's token predates a change to users or
 // roles made while it was served (etcd's check after a Range).
-func (z authz) recheck(ctx context.Context) error {
+func (z authz) recheck(ctx context.Context) error { return z.recheckInfo(caller(ctx)) }
+
+func (z authz) recheckInfo(info *auth.AuthInfo) error {
 	if !z.enabled() {
 		return nil
 	}
-	if info := caller(ctx); info != nil && info.Revision != 0 && info.Revision != z.cfg.Store.Revision() {
+	if info != nil && info.Revision != 0 && info.Revision != z.cfg.Store.Revision() {
 		return rpctypes.ErrGRPCAuthOldRevision
 	}
 	return nil
 }
-
-// authStream carries the resolved credentials in a stream's context.
-type authStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s authStream) Context() context.Context { return s.ctx }

@@ -147,12 +147,6 @@ func (ic interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	if err := ic.check(ss.Context()); err != nil {
 		return err
 	}
-	ctx, err := ic.z.withCaller(ss.Context(), info.FullMethod)
-	if err != nil {
-		return err
-	}
-	if ctx != ss.Context() {
-		ss = authStream{ServerStream: ss, ctx: ctx}
-	}
+	// Streams resolve their caller per request (authz.accessNow).
 	return h(srv, ss)
 }

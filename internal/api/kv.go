@@ -109,7 +109,11 @@ func (s *KV) RangeStream(r *pb.RangeRequest, rs pb.KV_RangeStreamServer) error {
 			return togRPCError(err)
 		}
 	}
-	if err := auth.CheckRange(s.z.access(rs.Context()), r); err != nil {
+	a, info, err := s.z.accessNow(rs.Context())
+	if err != nil {
+		return err
+	}
+	if err := auth.CheckRange(a, r); err != nil {
 		return err
 	}
 	r = proto.Clone(r).(*pb.RangeRequest)
@@ -119,6 +123,9 @@ func (s *KV) RangeStream(r *pb.RangeRequest, rs pb.KV_RangeStreamServer) error {
 			return togRPCError(err)
 		}
 		out := &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: resp.Header.Revision}, Count: resp.Count}
+		if err := s.z.recheckInfo(info); err != nil {
+			return err
+		}
 		s.fill(out.Header)
 		return rs.Send(&pb.RangeStreamResponse{RangeResponse: out})
 	}
@@ -160,7 +167,7 @@ func (s *KV) RangeStream(r *pb.RangeRequest, rs pb.KV_RangeStreamServer) error {
 			}
 			// As Range: a token outdated by a change to users or roles
 			// while the chunks were read fails the stream.
-			if err := s.z.recheck(rs.Context()); err != nil {
+			if err := s.z.recheckInfo(info); err != nil {
 				return err
 			}
 			s.fill(out.Header)

@@ -101,15 +101,25 @@ func (s *Lease) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.
 
 // LeaseTimeToLive implements etcd's LeaseTimeToLive: an unknown lease is
 // TTL -1, not an error.
-func (s *Lease) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+func (s *Lease) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (out *pb.LeaseTimeToLiveResponse, err error) {
+	rev := s.z.revision()
 	if err := auth.CheckLeaseTimeToLive(s.z.access(ctx), r, s.keys); err != nil {
 		return nil, err
 	}
-	remaining, granted, found, err := s.l.LeaseTimeToLive(ctx, r.ID)
-	if err != nil {
-		return nil, togRPCError(err)
+	if r.Keys {
+		// As etcd: the key names are not given out under an auth state
+		// that changed during the check.
+		defer func() {
+			if s.z.revision() != rev {
+				out, err = nil, rpctypes.ErrGRPCAuthOldRevision
+			}
+		}()
 	}
-	out := &pb.LeaseTimeToLiveResponse{Header: s.b.Header(), ID: r.ID, TTL: -1}
+	remaining, granted, found, lerr := s.l.LeaseTimeToLive(ctx, r.ID)
+	if lerr != nil {
+		return nil, togRPCError(lerr)
+	}
+	out = &pb.LeaseTimeToLiveResponse{Header: s.b.Header(), ID: r.ID, TTL: -1}
 	if !found {
 		return out, nil
 	}
@@ -162,7 +172,11 @@ func (s *Lease) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 		if err != nil {
 			return err
 		}
-		if err := auth.CheckLeaseKeepAlive(s.z.access(ctx), r.ID, s.keys); err != nil {
+		a, _, err := s.z.accessNow(ctx)
+		if err != nil {
+			return err
+		}
+		if err := auth.CheckLeaseKeepAlive(a, r.ID, s.keys); err != nil {
 			return err
 		}
 		out := &pb.LeaseKeepAliveResponse{Header: s.b.Header(), ID: r.ID}

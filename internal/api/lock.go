@@ -10,6 +10,8 @@ import (
 	epb "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	lpb "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/stratakv/strata/internal/auth"
 )
 
 // Lock and Election are etcd's v3lock and v3election services. As in etcd
@@ -36,8 +38,8 @@ func NewLock(c *clientv3.Client) *Lock { return &Lock{c: c} }
 // they are checked as the caller's own.
 func delegate(ctx context.Context) context.Context {
 	md, _ := metadata.FromIncomingContext(ctx)
-	if tok, ok := md[rpctypes.TokenFieldNameGRPC]; ok && len(tok) > 0 {
-		return metadata.AppendToOutgoingContext(ctx, rpctypes.TokenFieldNameGRPC, tok[0])
+	if tok, ok := auth.TokenFromMetadata(md); ok {
+		return metadata.AppendToOutgoingContext(ctx, rpctypes.TokenFieldNameGRPC, tok)
 	}
 	return ctx
 }

@@ -68,7 +68,11 @@ func (s *Watch) Watch(stream pb.Watch_WatchServer) error {
 				return
 			}
 			if cr := req.GetCreateRequest(); cr != nil {
-				if err := auth.CheckWatchCreate(s.z.access(ctx), cr); err != nil {
+				a, _, err := s.z.accessNow(ctx)
+				if err == nil {
+					err = auth.CheckWatchCreate(a, cr)
+				}
+				if err != nil {
 					ws.Refuse(auth.WatchCancelReason(err))
 					continue
 				}

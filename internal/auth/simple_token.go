@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 const (
@@ -107,9 +109,18 @@ func (t *SimpleTokens) GenTokenPrefix() (string, error) {
 
 // Assign records and returns the token "<seed.Prefix>.<seed.Index>" for
 // user; rev is not part of a simple token. While disabled the token is
-// returned but not recorded, so it never verifies. Assigning a token twice
-// would mean one Authenticate entry applied twice: it panics.
+// returned but not recorded, so it never verifies.
+//
+// The prefix must be one GenTokenPrefix makes (16 letters): a member with
+// another token provider proposes none. Two requests of one raft entry
+// share its index, so a token already recorded (the same prefix twice in
+// an entry, which a member never proposes) is refused too. Both refusals
+// are ErrGRPCAuthFailed, on every member alike: nothing a client or a peer
+// sends can stop a member here.
 func (t *SimpleTokens) Assign(user string, _ uint64, seed TokenSeed) (string, error) {
+	if len(seed.Prefix) != simpleTokenPrefixLen || strings.Trim(seed.Prefix, simpleTokenLetters) != "" {
+		return "", rpctypes.ErrGRPCAuthFailed
+	}
 	tok := fmt.Sprintf("%s.%d", seed.Prefix, seed.Index)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -117,7 +128,7 @@ func (t *SimpleTokens) Assign(user string, _ uint64, seed TokenSeed) (string, er
 		return tok, nil
 	}
 	if _, dup := t.mu.tokens[tok]; dup {
-		panic(fmt.Sprintf("auth: simple token for entry %d assigned twice (user %q)", seed.Index, user))
+		return "", rpctypes.ErrGRPCAuthFailed
 	}
 	t.mu.tokens[tok] = simpleToken{user: user, deadline: t.clock.Now().Add(t.ttl)}
 	return tok, nil

@@ -296,16 +296,16 @@ func TestSimpleTokens(t *testing.T) {
 		t.Error("token survived disabling")
 	}
 
-	// One entry applied twice is a bug.
-	tp.Assign("u", 3, TokenSeed{Prefix: "eeeeeeeeeeeeeeee", Index: 46})
-	func() {
-		defer func() {
-			if recover() == nil {
-				t.Error("assigning a token twice did not panic")
-			}
-		}()
-		tp.Assign("u", 3, TokenSeed{Prefix: "eeeeeeeeeeeeeeee", Index: 46})
-	}()
+	// The same token twice (two requests of one entry with one prefix)
+	// and prefixes no simple-token member makes are refused, not fatal.
+	if _, err := tp.Assign("u", 3, TokenSeed{Prefix: "eeeeeeeeeeeeeeee", Index: 46}); err != nil {
+		t.Fatal(err)
+	}
+	for _, seed := range []TokenSeed{{Prefix: "eeeeeeeeeeeeeeee", Index: 46}, {Prefix: "", Index: 47}, {Prefix: "short", Index: 48}, {Prefix: "eeeeeeeeeeeeeee.", Index: 49}} {
+		if tok, err := tp.Assign("u", 3, seed); err != rpctypes.ErrGRPCAuthFailed {
+			t.Errorf("Assign(%+v) = %q, %v; want %v", seed, tok, err, rpctypes.ErrGRPCAuthFailed)
+		}
+	}
 }
 
 func TestSimpleTokenIndex(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,8 @@ import (
 	epb "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	lpb "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -612,6 +615,30 @@ func TestAuthOnReaderWithCommonNames(t *testing.T) {
 		t.Errorf("the reader with a bogus token: %v, want %v", err, rpctypes.ErrGRPCInvalidAuthToken)
 	}
 
+	// The peer URL serves members only what they ask each other: the
+	// member list, open as etcd's GET /members, and forwarded promotions,
+	// checked again (the caller's token travels with them).
+	mkp, err := tls.LoadX509KeyPair(member.CertFile, member.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerConn, err := grpc.NewClient("127.0.0.1:"+strconv.Itoa(ms[0].PeerPort), grpc.WithTransportCredentials(credentials.NewTLS(
+		&tls.Config{RootCAs: pool(t, ca.CAFile), ServerName: "127.0.0.1", Certificates: []tls.Certificate{mkp}, MinVersion: tls.VersionTLS12})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peerConn.Close()
+	pc := pb.NewClusterClient(peerConn)
+	if l, err := pc.MemberList(ctx, &pb.MemberListRequest{}); err != nil || len(l.Members) != 4 {
+		t.Errorf("peer MemberList: %v, %v", l, err)
+	}
+	if _, err := pc.MemberRemove(ctx, &pb.MemberRemoveRequest{ID: 1}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("peer MemberRemove: %v, want Unimplemented", err)
+	}
+	if _, err := pc.MemberPromote(ctx, &pb.MemberPromoteRequest{ID: 1}); status.Convert(err).Message() != rpctypes.ErrorDesc(rpctypes.ErrGRPCUserEmpty) {
+		t.Errorf("peer MemberPromote without credentials: %v, want %v", err, rpctypes.ErrGRPCUserEmpty)
+	}
+
 	// Auth state is durable: a restarted writer still enforces it.
 	if err := ms[1].Stop(); err != nil {
 		t.Fatal(err)
@@ -792,4 +819,64 @@ func TestEtcdctlAuthSessionMatchesEtcd(t *testing.T) {
 	b := needSubject(t)
 	etcd, sub := pair(t)
 	runCtlSession(t, b, etcd, sub, authSessionScript())
+}
+
+// TestAuthStreamsRecheckLikeEtcd: on a watch stream and a keep-alive stream
+// opened with alice's token, each request is checked with the auth state
+// of its own arrival, as in etcd: an unrelated change to roles does not
+// outdate a simple token, a changed password invalidates it for the next
+// request on the open stream. Outcomes equal etcd v3.7.3's.
+func TestAuthStreamsRecheckLikeEtcd(t *testing.T) {
+	etcdM, subM := pair(t)
+	b := needSubject(t)
+	run := func(t *testing.T, m *Member) []string {
+		f := setupAuthFixture(t, m)
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		actx := authCtx(ctx, f.tokens["right"])
+		root := pb.NewAuthClient(f.conn)
+		rctx := authCtx(ctx, f.tokens["root"])
+		w, err := pb.NewWatchClient(f.conn).Watch(actx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ka, err := pb.NewLeaseClient(f.conn).LeaseKeepAlive(actx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		step := func(label string) {
+			if err := w.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{Key: []byte("/a/"), RangeEnd: []byte("/a0")}}}); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := w.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%s: watch created=%v canceled=%v reason=%q", label, resp.Created, resp.Canceled, resp.CancelReason))
+			if err := ka.Send(&pb.LeaseKeepAliveRequest{ID: f.la}); err != nil {
+				out = append(out, label+": keep-alive send: "+err.Error())
+				return
+			}
+			kr, err := ka.Recv()
+			out = append(out, label+": keep-alive "+authOutcome(fmt.Sprintf("renewed=%v", kr.GetTTL() > 0), err))
+		}
+		step("fresh")
+		if _, err := root.RoleAdd(rctx, &pb.AuthRoleAddRequest{Name: "unrelated"}); err != nil {
+			t.Fatal(err)
+		}
+		step("after an unrelated role change")
+		if _, err := root.UserChangePassword(rctx, &pb.AuthUserChangePasswordRequest{Name: "alice", Password: "new-pw"}); err != nil {
+			t.Fatal(err)
+		}
+		step("after alice's password changed")
+		return out
+	}
+	var want, got []string
+	t.Run("etcd", func(t *testing.T) { want = run(t, etcdM) })
+	t.Run(b.SubjectName, func(t *testing.T) { got = run(t, subM) })
+	if !slices.Equal(got, want) {
+		t.Errorf("%s:\n  %s\netcd:\n  %s", b.SubjectName, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	t.Logf("etcd:\n  %s", strings.Join(want, "\n  "))
 }
