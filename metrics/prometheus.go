@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -12,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/stats"
 )
 
 // MemberState is what the member-level metrics read, once per scrape.
@@ -185,15 +183,21 @@ func (r *Registry) AppendStage(d time.Duration, _ int) { r.stageAppend.Observe(d
 func (r *Registry) ApplyStage(d time.Duration, _ int) { r.stageApply.Observe(d.Seconds()) }
 
 // GRPCServerOptions returns the options that count a client gRPC server's
-// calls (grpc_server_*) and bytes (etcd_network_client_grpc_*); they go
-// before the server's own interceptors, so refused calls count too.
+// calls (grpc_server_*); they go before the server's own interceptors, so
+// refused calls count too.
 func (r *Registry) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(r.grpc.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(r.grpc.StreamServerInterceptor()),
-		grpc.StatsHandler(byteCounter{in: r.clientIn, out: r.clientOut}),
 	}
 }
+
+// ClientGRPCBytes returns the counters of the bytes read from and written to
+// client gRPC connections (etcd_network_client_grpc_{received,sent}_bytes_total),
+// which the listener's connections add to (serve.Server.GRPCBytesIn/Out):
+// counting there costs an atomic add per read or write, where a gRPC stats
+// handler costs allocations and clock reads per message.
+func (r *Registry) ClientGRPCBytes() (in, out prometheus.Counter) { return r.clientIn, r.clientOut }
 
 // InitializeGRPC sets the grpc_server_* series of every method of s to
 // zero, as etcd does, so that rates exist before the first call.
@@ -201,22 +205,6 @@ func (r *Registry) InitializeGRPC(s *grpc.Server) { r.grpc.InitializeMetrics(s) 
 
 // peerLabel formats a member ID as etcd does in its To/From labels.
 func peerLabel(id uint64) string { return strconv.FormatUint(id, 16) }
-
-// byteCounter counts the payload bytes of a gRPC server on the wire.
-type byteCounter struct{ in, out prometheus.Counter }
-
-func (byteCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
-func (byteCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-func (byteCounter) HandleConn(context.Context, stats.ConnStats)                       {}
-
-func (c byteCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
-	switch p := s.(type) {
-	case *stats.InPayload:
-		c.in.Add(float64(p.WireLength))
-	case *stats.OutPayload:
-		c.out.Add(float64(p.WireLength))
-	}
-}
 
 // memberCollector exports the member state, read once per scrape.
 type memberCollector struct {

@@ -336,7 +336,9 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serve.Serve(l, m.GRPCServer(), handler); err != nil && !errors.Is(err, net.ErrClosed) {
+			in, out := reg.ClientGRPCBytes()
+			srv := &serve.Server{GRPC: m.GRPCServer(), HTTP: handler, GRPCBytesIn: in, GRPCBytesOut: out}
+			if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
 				lg.Warn("client listener stopped", zap.Error(err))
 			}
 		}()

@@ -23,6 +23,9 @@ var _ credentials.TransportCredentials = PassthroughTLS{}
 // ServerHandshake implements credentials.TransportCredentials.
 func (PassthroughTLS) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	inner := c
+	if cc, ok := inner.(*countedConn); ok {
+		inner = cc.wrapped
+	}
 	if pc, ok := inner.(*prefixConn); ok {
 		inner = pc.Conn
 	}

@@ -57,7 +57,14 @@ type Server struct {
 	// Logger receives the HTTP server's connection errors at debug level
 	// (etcd discards them). nil discards them.
 	Logger *zap.Logger
+	// GRPCBytesIn and GRPCBytesOut, when set, count the bytes read from
+	// and written to the gRPC connections (HTTP/2 frames, after TLS):
+	// etcd_network_client_grpc_{received,sent}_bytes_total.
+	GRPCBytesIn, GRPCBytesOut Counter
 }
+
+// Counter is a cumulative count (a prometheus.Counter is one).
+type Counter interface{ Add(float64) }
 
 // Protocol is a connection protocol told apart by the bytes a client sends
 // first.
@@ -120,7 +127,7 @@ func (s *Server) Serve(l net.Listener) error {
 			c.Close()
 			return
 		}
-		sn.wg.Go(func() { route(c, sniffTimeout, sn, grpcL, httpL, s.Raw) })
+		sn.wg.Go(func() { s.route(c, sniffTimeout, sn, grpcL, httpL) })
 	})
 
 	// Stop accepting work, then unwind in dependency order: sniffers may
@@ -180,7 +187,8 @@ func acceptLoop(l net.Listener, handle func(net.Conn)) error {
 // protocol's client and from an HTTP/1 client, and hands c, with the bytes
 // read replayed, to the matching server. It closes c if the client fails or
 // stalls before that, or if the server is closing.
-func route(c net.Conn, timeout time.Duration, sn *sniffers, grpcL, httpL *chanListener, raw *Protocol) {
+func (s *Server) route(c net.Conn, timeout time.Duration, sn *sniffers, grpcL, httpL *chanListener) {
+	raw := s.Raw
 	var rawPreface []byte
 	if raw != nil {
 		rawPreface = raw.Preface
@@ -197,6 +205,10 @@ func route(c net.Conn, timeout time.Duration, sn *sniffers, grpcL, httpL *chanLi
 	pc := &prefixConn{Conn: c, prefix: prefix}
 	switch kind {
 	case kindHTTP2:
+		if s.GRPCBytesIn != nil && s.GRPCBytesOut != nil {
+			grpcL.deliver(&countedConn{Conn: pc, in: s.GRPCBytesIn, out: s.GRPCBytesOut, wrapped: pc})
+			return
+		}
 		grpcL.deliver(pc)
 	case kindRaw:
 		go raw.Serve(pc)
@@ -305,6 +317,29 @@ func (sn *sniffers) closeAll() {
 type prefixConn struct {
 	net.Conn
 	prefix []byte
+}
+
+// countedConn counts a gRPC connection's bytes (Server.GRPCBytesIn/Out).
+type countedConn struct {
+	net.Conn
+	in, out Counter
+	wrapped *prefixConn
+}
+
+func (c *countedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.in.Add(float64(n))
+	}
+	return n, err
+}
+
+func (c *countedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if n > 0 {
+		c.out.Add(float64(n))
+	}
+	return n, err
 }
 
 // CloseWrite half-closes the connection when the underlying one can.

@@ -194,7 +194,8 @@ func TestMetricsMatchEtcdNames(t *testing.T) {
 	v := got.values
 	if v["etcd_server_proposals_applied_total"] < 1 || v["etcd_server_proposals_committed_total"] < v["etcd_server_proposals_applied_total"] ||
 		v["etcd_mvcc_db_total_size_in_use_in_bytes"] > v["etcd_mvcc_db_total_size_in_bytes"] || v["etcd_mvcc_db_total_size_in_bytes"] <= 0 ||
-		v["etcd_disk_wal_fsync_duration_seconds_count"] < 1 || v["etcd_network_client_grpc_received_bytes_total"] <= 0 {
+		v["etcd_disk_wal_fsync_duration_seconds_count"] < 1 || v["etcd_network_client_grpc_received_bytes_total"] <= 0 ||
+		v["etcd_network_client_grpc_sent_bytes_total"] <= 0 {
 		t.Errorf("implausible values: %v", v)
 	}
 	if b.SubjectName != "strata" {
