@@ -93,7 +93,6 @@ const (
 // HashKV at one revision: at (a revision), or hashAtOwn, or hashAtLowest
 // (so that every member can hash it).
 func (m *Member) hashMembers(ctx context.Context, at int64) (rev int64, answers []memberHash, err error) {
-	b := (*backend)(m)
 	members, err := m.app.Members()
 	if err != nil {
 		return 0, nil, err
@@ -110,10 +109,10 @@ func (m *Member) hashMembers(ctx context.Context, at int64) (rev int64, answers 
 	}
 	conns := map[uint64]pb.MaintenanceClient{}
 	for _, mem := range members {
-		if mem.ID == m.id.MemberID || len(mem.ClientURLs) == 0 {
+		if mem.ID == m.id.MemberID || len(mem.PeerURLs) == 0 {
 			continue
 		}
-		conn, err := b.dialClientURL(mem.ClientURLs[0])
+		conn, err := dialPeer(m.cfg.PeerTLS, mem.PeerURLs[0])
 		if err != nil {
 			continue
 		}

@@ -2,9 +2,7 @@ package writernode
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"net/url"
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -16,7 +14,6 @@ import (
 	"github.com/stratakv/strata/internal/api"
 	"github.com/stratakv/strata/internal/auth"
 	"github.com/stratakv/strata/internal/lessor"
-	"github.com/stratakv/strata/internal/transport"
 )
 
 var _ api.Leases = (*backend)(nil)
@@ -139,7 +136,7 @@ func forwardCtx(ctx context.Context, self uint64) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, kv...)
 }
 
-// leaderConns caches one client connection to the leader's client URL.
+// leaderConns caches one connection to the leader's peer URL.
 type leaderConns struct {
 	mu   sync.Mutex
 	id   uint64
@@ -155,7 +152,9 @@ func (l *leaderConns) close() {
 	}
 }
 
-// leaderConn returns a connection to the current leader's client URL.
+// leaderConn returns a connection to the current leader's peer URL, where
+// it serves forwarded lease calls and hash comparisons (api.PeerLease,
+// api.PeerMaintenance), as etcd's leader does on its peer port.
 func (b *backend) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	lead := b.node.Status().Lead
 	if lead == 0 {
@@ -171,16 +170,16 @@ func (b *backend) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	var clientURLs []string
+	var peerURLs []string
 	for _, m := range members {
 		if m.ID == lead {
-			clientURLs = m.ClientURLs
+			peerURLs = m.PeerURLs
 		}
 	}
-	if len(clientURLs) == 0 {
-		return nil, rpctypes.ErrGRPCNoLeader // the leader has not published its client URLs yet
+	if len(peerURLs) == 0 {
+		return nil, rpctypes.ErrGRPCNoLeader
 	}
-	c, err := b.dialClientURL(clientURLs[0])
+	c, err := dialPeer(b.cfg.PeerTLS, peerURLs[0])
 	if err != nil {
 		return nil, err
 	}
@@ -189,30 +188,4 @@ func (b *backend) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	}
 	lc.conn, lc.id = c, lead
 	return c, nil
-}
-
-// dialClientURL returns a client connection to another member's client
-// URL, over TLS for https and unixs: the member's client-side TLS
-// (--client-cert-file or --cert-file, --trusted-ca-file), or crypto/tls's
-// defaults without one.
-func (b *backend) dialClientURL(raw string) (*grpc.ClientConn, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, err
-	}
-	target := u.Host
-	if u.Scheme == "unix" || u.Scheme == "unixs" {
-		target = "unix://" + u.Host + u.Path
-	}
-	var tc *tls.Config
-	if u.Scheme == "https" || u.Scheme == "unixs" {
-		tc = &tls.Config{MinVersion: tls.VersionTLS12}
-		if b.cfg.ClientTLS != nil {
-			tc = b.cfg.ClientTLS.Clone()
-		}
-		if tc.ServerName == "" {
-			tc.ServerName = u.Hostname()
-		}
-	}
-	return grpc.NewClient(target, transport.DialCredentials(tc))
 }

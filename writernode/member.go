@@ -46,10 +46,6 @@ type Config struct {
 	// have http URLs. The server side is the caller's: it wraps the peer
 	// listeners.
 	PeerTLS *tls.Config
-	// ClientTLS is the client side of client TLS, for requests the member
-	// forwards to another member's https client URL (lease requests to the
-	// leader). Nil: crypto/tls's defaults there.
-	ClientTLS *tls.Config
 	// InitialCluster maps member names to peer URLs (--initial-cluster);
 	// used only when the data dir is new.
 	InitialCluster      map[string][]string

@@ -256,6 +256,11 @@ func (m *Member) startTransport() error {
 	// Joiners ask the peer URLs for the member list (join.go), readers
 	// for a seed snapshot (seed.go).
 	pb.RegisterClusterServer(m.peerGRPC, api.NewPeerCluster((*backend)(m), (*backend)(m), m.auth.apiConfig(m)))
+	// Followers and readers forward keep-alives and TimeToLive to the
+	// leader (leaseapi.go); members compare hashes (corruptcheck.go,
+	// hashcheck.go).
+	pb.RegisterLeaseServer(m.peerGRPC, api.NewPeerLease((*backend)(m), (*backend)(m)))
+	pb.RegisterMaintenanceServer(m.peerGRPC, api.NewPeerMaintenance((*backend)(m), (*backend)(m), m.cfg.Versions))
 	m.peerGRPC.RegisterService(&seedDesc, (*seedServer)(m))
 	// Link to the members the state machine knows (those added since the
 	// cluster began included: a restarted member hears of them through no

@@ -245,7 +245,6 @@ func serveMember(cfg *config.Config, lg *zap.Logger) error {
 		DataDir:              cfg.DataDir,
 		ClientURLs:           urlStrings(cfg.AdvertiseClientURLs),
 		PeerTLS:              mtls.peerDial,
-		ClientTLS:            mtls.clientDial,
 		InitialCluster:       initialCluster(cfg.InitialClusterMembers),
 		InitialClusterToken:  cfg.InitialClusterToken,
 		JoinExisting:         !cfg.IsNewCluster(),

@@ -19,10 +19,10 @@ type memberTLS struct {
 	// clientServer and peerServer serve the https client and peer URLs;
 	// nil when that side has none.
 	clientServer, peerServer *tls.Config
-	// clientDial is for connections to other members' client URLs (lease
-	// requests forwarded to the leader), peerDial for peer connections;
-	// nil without TLS on that side.
-	clientDial, peerDial *tls.Config
+	// peerDial is for connections to other members' peer URLs (raft,
+	// snapshots, joins, forwarded lease calls, hash checks); nil without
+	// peer TLS. Members never dial each other's client URLs.
+	peerDial *tls.Config
 }
 
 // buildTLS reads the certificate flags. With --auto-tls or --peer-auto-tls
@@ -69,11 +69,6 @@ func buildTLS(cfg *config.Config, lg *zap.Logger) (memberTLS, error) {
 	}
 	if secure(cfg.ListenPeerURLs) {
 		if m.peerServer, err = peer.Server("h2"); err != nil {
-			return memberTLS{}, err
-		}
-	}
-	if !client.Empty() {
-		if m.clientDial, err = client.Client(""); err != nil {
 			return memberTLS{}, err
 		}
 	}

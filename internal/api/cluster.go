@@ -271,38 +271,3 @@ func readyToPromote(members []*pb.Member, id uint64) bool {
 	voters, started := startedVoters(members, id)
 	return started+1 >= (voters+1)/2+1
 }
-
-// PeerCluster is the Cluster service members serve each other on their
-// peer URLs, as etcd's peer handlers do: MemberList, open to any peer
-// (joiners ask it before they are members; etcd's GET /members), and
-// MemberPromote, which a follower forwards to the leader with its
-// caller's token and which is checked again here (etcd's
-// /members/promote). The other calls are the client URLs' only.
-type PeerCluster struct {
-	pb.UnimplementedClusterServer
-	c *Cluster
-}
-
-// NewPeerCluster returns the peer URLs' Cluster service.
-func NewPeerCluster(b Backend, m Membership, a AuthConfig) *PeerCluster {
-	c := NewCluster(b, m)
-	c.z = authz{cfg: a}
-	return &PeerCluster{c: c}
-}
-
-// MemberList implements etcd's peer member list: no credentials asked.
-func (p *PeerCluster) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
-	open := *p.c
-	open.z = authz{}
-	return open.MemberList(ctx, r)
-}
-
-// MemberPromote serves a promotion forwarded by a follower: the caller's
-// token travels with it and must name root.
-func (p *PeerCluster) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	ctx, err := p.c.z.withCaller(ctx, pb.Cluster_MemberPromote_FullMethodName)
-	if err != nil {
-		return nil, err
-	}
-	return p.c.MemberPromote(ctx, r)
-}
