@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/stratakv/strata/internal/auth"
+	"github.com/stratakv/strata/internal/serve"
 )
 
 // AuthConfig is the member's auth, as the API needs it: the replicated
@@ -37,6 +38,10 @@ const tokenWait = 5 * time.Second
 type authz struct{ cfg AuthConfig }
 
 func (z authz) enabled() bool { return z.cfg.Store != nil && z.cfg.Store.IsAuthEnabled() }
+
+// delegatedUserKey carries, on the member's own in-process client only, the
+// common name of the caller it acts for.
+const delegatedUserKey = "strata-delegated-user"
 
 // callerKey holds a request's resolved credentials in its context.
 type callerKey struct{}
@@ -66,6 +71,15 @@ func (z authz) resolve(ctx context.Context) (*auth.AuthInfo, error) {
 		return nil, rpctypes.ErrGRPCInvalidAuthToken
 	}
 	if p, ok := peer.FromContext(ctx); ok {
+		if _, ok := p.AuthInfo.(serve.InProcessInfo); ok {
+			// The member's own client, acting for a caller known by
+			// its certificate's common name (delegate): only an
+			// in-process connection is believed.
+			if names := md.Get(delegatedUserKey); len(names) == 1 && names[0] != "" {
+				return &auth.AuthInfo{Username: names[0], Revision: z.cfg.Store.Revision()}, nil
+			}
+			return nil, nil
+		}
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			for _, chain := range ti.State.VerifiedChains {
 				if len(chain) > 0 && chain[0].Subject.CommonName != "" {

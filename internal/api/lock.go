@@ -41,6 +41,11 @@ func delegate(ctx context.Context) context.Context {
 	if tok, ok := auth.TokenFromMetadata(md); ok {
 		return metadata.AppendToOutgoingContext(ctx, rpctypes.TokenFieldNameGRPC, tok)
 	}
+	// A caller known by its certificate's common name: the name rides
+	// along, believed only on the in-process connection (authz.resolve).
+	if info := caller(ctx); info != nil && info.Username != "" {
+		return metadata.AppendToOutgoingContext(ctx, delegatedUserKey, info.Username)
+	}
 	return ctx
 }
 

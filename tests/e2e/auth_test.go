@@ -589,6 +589,24 @@ func TestAuthOnReaderWithCommonNames(t *testing.T) {
 		if _, err := alice.Put(ctx, "/a/"+where, "v"); err != nil {
 			t.Errorf("%s: alice writes /a/%s: %v", where, where, err)
 		}
+		// Lock acts through the member's own client, as the caller.
+		lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer lcancel()
+		if l, err := lpb.NewLockClient(alice.ActiveConnection()).Lock(lctx, &lpb.LockRequest{Name: []byte("/a/lock-" + where)}); err != nil {
+			t.Errorf("%s: alice locks /a/lock: %v", where, err)
+		} else if _, err := lpb.NewLockClient(alice.ActiveConnection()).Unlock(lctx, &lpb.UnlockRequest{Key: l.Key}); err != nil {
+			t.Errorf("%s: alice unlocks: %v", where, err)
+		}
+		if _, err := lpb.NewLockClient(nobody.ActiveConnection()).Lock(lctx, &lpb.LockRequest{Name: []byte("/a/lock-" + where)}); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("%s: nobody locks /a/lock: %v, want permission denied", where, err)
+		}
+		// The name the member's own client carries for such a caller is
+		// not believed from the network: the caller stays "nobody", who
+		// is no user.
+		forged := metadata.AppendToOutgoingContext(lctx, "strata-delegated-user", "root")
+		if _, err := pb.NewAuthClient(nobody.ActiveConnection()).UserList(forged, &pb.AuthUserListRequest{}); status.Convert(err).Message() != rpctypes.ErrorDesc(rpctypes.ErrGRPCUserNotFound) {
+			t.Errorf("%s: nobody claiming to be root over the network: %v", where, err)
+		}
 		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer wcancel()
 		wr := <-alice.Watch(wctx, "/c/", clientv3.WithPrefix())
