@@ -522,13 +522,7 @@ func TestAuthOnReaderWithCommonNames(t *testing.T) {
 	for _, cn := range []string{"root", "alice", "nobody"} {
 		certs[cn] = ca.Issue(t, cn, cn, "127.0.0.1")
 	}
-	flags := []string{
-		"--cert-file=" + member.CertFile, "--key-file=" + member.KeyFile,
-		"--trusted-ca-file=" + ca.CAFile, "--client-cert-auth",
-		"--peer-cert-file=" + member.CertFile, "--peer-key-file=" + member.KeyFile,
-		"--peer-trusted-ca-file=" + ca.CAFile, "--peer-client-cert-auth",
-		"--snapshot-count=20",
-	}
+	flags := append(mutualTLSFlags(ca, member), "--snapshot-count=20")
 	ms := StartCluster(t, "authr", 3, MemberConfig{Binary: b.Subject, HTTPS: true, ExtraArgs: append(slices.Clone(fastRaft), flags...)})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -552,8 +546,6 @@ func TestAuthOnReaderWithCommonNames(t *testing.T) {
 		}
 	}
 	for _, step := range []func() error{
-		func() error { _, err := root.UserAdd(ctx, "root", "root-pw"); return err },
-		func() error { _, err := root.UserGrantRole(ctx, "root", "root"); return err },
 		func() error { _, err := root.UserAdd(ctx, "alice", "alice-pw"); return err },
 		func() error { _, err := root.RoleAdd(ctx, "rw-a"); return err },
 		func() error {
@@ -561,12 +553,12 @@ func TestAuthOnReaderWithCommonNames(t *testing.T) {
 			return err
 		},
 		func() error { _, err := root.UserGrantRole(ctx, "alice", "rw-a"); return err },
-		func() error { _, err := root.AuthEnable(ctx); return err },
 	} {
 		if err := step(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	enableAuth(ctx, t, root)
 	// MemberAddAsLearner needs root: the client's certificate says so.
 	r, _ := joinLearner(ctx, t, b, ms, root, "reader0", append(slices.Clone(fastRaft), append(flags, "--role=reader")...)...)
 
@@ -674,6 +666,21 @@ func TestAuthOnReaderWithCommonNames(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// enableAuth adds user root (password root-pw) with the root role through
+// c and enables auth.
+func enableAuth(ctx context.Context, t *testing.T, c *clientv3.Client) {
+	t.Helper()
+	if _, err := c.UserAdd(ctx, "root", "root-pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UserGrantRole(ctx, "root", "root"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AuthEnable(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // TestAuthJWTMatchesEtcd: with etcd's --auth-token=jwt flags and the same
 // RSA key pair, strata issues JWTs with etcd's claims (username, revision,

@@ -31,18 +31,7 @@ func TestCorruptWriterIsFound(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	_, victim := writeAndCorrupt(ctx, t, ms, clients)
-	// The start-up check (on by default) refuses to serve it.
-	if err := ms[2].Restart(); err == nil || !strings.Contains(string(ms[2].Output()), "found data inconsistency with peers") {
-		t.Fatalf("the corrupt member restarted: %v\n%s", err, lastLines(ms[2].Output(), 10))
-	}
-	// Without it (etcd's default), the member serves until the periodic
-	// check finds it.
-	ms[2].Args = append(ms[2].Args, "--feature-gates=InitialCorruptCheck=false")
-	if err := ms[2].Restart(); err != nil {
-		t.Fatal(err)
-	}
-
-	waitCorruptAlarm(ctx, t, clients[0], victim)
+	requireCorruptionFound(ctx, t, ms[2], clients[0], victim)
 	if _, err := clients[0].Put(ctx, "/cc/after", "x"); err == nil || err.Error() != "etcdserver: corrupt cluster" {
 		t.Fatalf("a write under CORRUPT: %v", err)
 	}
@@ -187,15 +176,7 @@ func TestCorruptionChecksWorkWithAuth(t *testing.T) {
 	_, ms, clients := startStrataCluster(t, "ca", "--corrupt-check-time=300ms")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	for _, step := range []func() error{
-		func() error { _, err := clients[0].UserAdd(ctx, "root", "root-pw"); return err },
-		func() error { _, err := clients[0].UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := clients[0].AuthEnable(ctx); return err },
-	} {
-		if err := step(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enableAuth(ctx, t, clients[0])
 	roots := make([]*clientv3.Client, len(ms))
 	for i, m := range ms {
 		c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, Username: "root", Password: "root-pw", DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
@@ -206,12 +187,21 @@ func TestCorruptionChecksWorkWithAuth(t *testing.T) {
 		roots[i] = c
 	}
 	_, victim := writeAndCorrupt(ctx, t, ms, roots)
-	if err := ms[2].Restart(); err == nil || !strings.Contains(string(ms[2].Output()), "found data inconsistency with peers") {
-		t.Fatalf("the corrupt member restarted under auth: %v\n%s", err, lastLines(ms[2].Output(), 10))
+	requireCorruptionFound(ctx, t, ms[2], roots[0], victim)
+}
+
+// requireCorruptionFound restarts the corrupted (stopped) member m: the
+// start-up check (on by default) refuses to serve it; without it (etcd's
+// default) the member serves until the periodic check raises the CORRUPT
+// alarm for it, which c then lists.
+func requireCorruptionFound(ctx context.Context, t *testing.T, m *Member, c *clientv3.Client, victim uint64) {
+	t.Helper()
+	if err := m.Restart(); err == nil || !strings.Contains(string(m.Output()), "found data inconsistency with peers") {
+		t.Fatalf("the corrupt member restarted: %v\n%s", err, lastLines(m.Output(), 10))
 	}
-	ms[2].Args = append(ms[2].Args, "--feature-gates=InitialCorruptCheck=false")
-	if err := ms[2].Restart(); err != nil {
+	m.Args = append(m.Args, "--feature-gates=InitialCorruptCheck=false")
+	if err := m.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitCorruptAlarm(ctx, t, roots[0], victim)
+	waitCorruptAlarm(ctx, t, c, victim)
 }

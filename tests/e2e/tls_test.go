@@ -36,14 +36,8 @@ func TestMutualTLSClusterWithReader(t *testing.T) {
 	member := ca.Issue(t, "member", "member", "127.0.0.1", "localhost")
 	user := ca.Issue(t, "user", "user", "127.0.0.1")
 	foreign := other.Issue(t, "foreign", "user", "127.0.0.1")
-	flags := []string{
-		"--cert-file=" + member.CertFile, "--key-file=" + member.KeyFile,
-		"--trusted-ca-file=" + ca.CAFile, "--client-cert-auth",
-		"--peer-cert-file=" + member.CertFile, "--peer-key-file=" + member.KeyFile,
-		"--peer-trusted-ca-file=" + ca.CAFile, "--peer-client-cert-auth",
-		// Snapshots reach the reader below through the TLS stream.
-		"--snapshot-count=50",
-	}
+	// Snapshots reach the reader below through the TLS stream.
+	flags := append(mutualTLSFlags(ca, member), "--snapshot-count=50")
 	ms := StartCluster(t, "tls", 3, MemberConfig{Binary: b.Subject, HTTPS: true, ExtraArgs: append(slices.Clone(fastRaft), flags...)})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -214,6 +208,17 @@ func TestAutoTLSCluster(t *testing.T) {
 	got, err := newTLSEndpointClient(t, ms[1], insecure).Get(ctx, "auto")
 	if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != "tls" {
 		t.Fatalf("read on the restarted member: %v, %v", got, err)
+	}
+}
+
+// mutualTLSFlags are etcd's flags for client and peer mutual TLS with
+// member's certificate, trusting ca's.
+func mutualTLSFlags(ca *certtest.CA, member certtest.Cert) []string {
+	return []string{
+		"--cert-file=" + member.CertFile, "--key-file=" + member.KeyFile,
+		"--trusted-ca-file=" + ca.CAFile, "--client-cert-auth",
+		"--peer-cert-file=" + member.CertFile, "--peer-key-file=" + member.KeyFile,
+		"--peer-trusted-ca-file=" + ca.CAFile, "--peer-client-cert-auth",
 	}
 }
 
