@@ -192,6 +192,16 @@ func sessionScript() []ctlStep {
 		ctl("version"),
 		{http: "/version"},
 		{http: "/health"},
+		{http: "/health?serializable=true"},
+		{http: "/livez"},
+		{http: "/livez?verbose"},
+		{http: "/livez/serializable_read"},
+		{http: "/readyz"},
+		// (Not /readyz?verbose: etcd 3.7.3 lists its four checks in map
+		// order, differently from one call to the next.)
+		{http: "/readyz?exclude=linearizable_read"},
+		{http: "/readyz/data_corruption"},
+		{http: "/readyz/nope"},
 	}
 }
 
